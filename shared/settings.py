@@ -1,0 +1,94 @@
+"""The one reader of the environment: every setting, with the names DESIGN.md fixes."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASSETRAG_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    milvus_uri: str | None = None
+    data_dir: Path = Path("./data")
+    blob_uri: str | None = None
+    clip_model: str = "ViT-B/32"
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    # auto: fp16 on CUDA, bf16 autocast on a CPU with native bf16, else fp32.
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    gemini_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ASSETRAG_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"
+        ),
+    )
+    gemini_model: str = "gemini-3.1-flash-image"
+    gemini_base_url: str | None = None
+    gemini_rpm: int = Field(default=60, ge=0)  # 0 switches the shared limiter off
+    gemini_concurrency: int = Field(default=16, ge=1)
+    gemini_timeout_s: float = Field(default=120.0, gt=0)
+    gemini_max_attempts: int = Field(default=5, ge=1)
+    gemini_retry_budget_s: float = Field(default=180.0, gt=0)
+    reference_max_side: int = Field(default=1024, ge=64)
+
+    api_url: str = "http://127.0.0.1:8000"
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=64_000_000, gt=0)
+    max_items_per_job: int = Field(default=100_000, gt=0)
+    max_query_chars: int = Field(default=2_000, gt=0)
+    max_prompt_chars: int = Field(default=8_000, gt=0)
+    url_timeout_s: float = Field(default=20.0, gt=0)
+    # Tests serve URL items from loopback; production must never fetch private addresses.
+    allow_private_urls: bool = False
+
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    decode_threads: int = Field(default=4, ge=1)
+    job_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    upload_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    # Must stay well above the longest embed batch: an unacked task older than this is redelivered.
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+    max_wait_s: float = 30.0
+
+    @field_validator("library_roots", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("library_roots")
+    @classmethod
+    def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in roots]
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus")
+
+    @property
+    def resolved_blob_uri(self) -> str:
+        return self.blob_uri or str(self.data_dir / "blobs")
+
+    @property
+    def tenants_by_key(self) -> dict[str, str]:
+        pairs = (entry.split(":", 1) for entry in self.api_keys)
+        return {key: tenant for key, tenant in pairs}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
