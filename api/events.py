@@ -1,0 +1,74 @@
+"""Job change notifications for long-polls and server-sent events.
+
+One pattern subscription per API process fans Redis pub/sub messages out to the requests
+waiting on a job. Waiters also re-read the job every second, so a missed message (a Redis
+reconnect, say) costs at most a second, never a hung request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from shared.jobs import EVENTS_PATTERN, KEY_PREFIX
+
+log = logging.getLogger("assetrag.events")
+RECHECK_S = 1.0
+
+
+class JobEvents:
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="assetrag-job-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiters[job_id].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[job_id].discard(event)
+            if not self._waiters[job_id]:
+                del self._waiters[job_id]
+
+    @staticmethod
+    async def changed(event: asyncio.Event, timeout: float) -> None:
+        """Waits for the next change, or the recheck interval, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=min(timeout, RECHECK_S))
+        event.clear()
+
+    async def _listen(self) -> None:
+        prefix = f"{KEY_PREFIX}:events:"
+        while True:
+            client = aioredis.Redis.from_url(self.redis_url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.psubscribe(EVENTS_PATTERN)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "pmessage":
+                            continue
+                        channel = message["channel"].decode()
+                        for event in self._waiters.get(channel.removeprefix(prefix), ()):
+                            event.set()
+            except (aioredis.RedisError, OSError):
+                log.warning("job events subscription lost; reconnecting")
+                await asyncio.sleep(1.0)
+            finally:
+                await client.aclose()

@@ -1,0 +1,217 @@
+"""Runs the service's processes: one part (`api`, `worker`) or the whole stack on one machine (`up`).
+
+`Stack` starts Redis if none answers, the Milvus Lite gRPC server (several processes can
+share Milvus Lite only through it), one worker per queue and the API, each a child process
+in its own process group, and stops them all on Ctrl-C, SIGTERM, or when one dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from rich.console import Console
+
+from shared.settings import Settings, get_settings
+
+console = Console(stderr=True)
+SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
+STOP_GRACE_S = 15.0
+WORKER_KINDS = ("embed", "query", "generate", "default")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} while starting")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on {host}:{port} after {timeout_s:.0f}s")
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def default_pool(queues: list[str]) -> tuple[str, int]:
+    """The pool and concurrency a worker for these queues should run by default.
+
+    Embed workers run solo: the model lives in the one process that consumes, and no pool
+    ever forks after CUDA is initialised. Generate workers are I/O bound: many threads.
+    """
+    settings = get_settings()
+    if "embed" in queues:
+        return "solo", 1
+    if "generate" in queues:
+        return "threads", settings.gemini_concurrency
+    return "threads", 4
+
+
+def run_worker(queues: list[str], concurrency: int | None = None, pool: str | None = None) -> None:
+    from workers.celery_app import app
+
+    chosen_pool, chosen_concurrency = default_pool(queues)
+    name = "-".join(queues)
+    app.worker_main([
+        "worker", "--queues", ",".join(queues), "--pool", pool or chosen_pool,
+        "--concurrency", str(concurrency or chosen_concurrency), "--loglevel", "INFO",
+        "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+    ])
+
+
+def run_api(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@dataclass
+class Stack:
+    """The whole service on one machine; `env` overrides the environment of every child."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: dict[str, str] = field(default_factory=dict)
+    workers: tuple[str, ...] = WORKER_KINDS
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def settings(self) -> Settings:
+        return Settings(**_settings_overrides(self.env))  # type: ignore[arg-type]
+
+    def child_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv, env=self.child_env(), start_new_session=True, stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> None:
+        try:
+            self._start_redis()
+            self._start_milvus()
+            for kind in self.workers:
+                self.spawn(f"worker-{kind}", [*_cli(), "worker", "--queues", kind])
+            api = self.spawn("api", [*_cli(), "api", "--host", self.host, "--port", str(self.port)])
+            wait_for_port(self.host, self.port, 60, api)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_redis(self) -> None:
+        settings = self.settings()
+        if redis_answers(settings.redis_url):
+            return
+        port = free_port()
+        data = settings.data_dir.resolve() / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        proc = self.spawn("redis", [
+            "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+            "--appendonly", "yes", "--save", "",
+        ])
+        wait_for_port("127.0.0.1", port, 20, proc)
+        self.env["ASSETRAG_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        console.print(f"[dim]started a private redis-server on port {port} ({data})[/]")
+
+    def _start_milvus(self) -> None:
+        settings = self.settings()
+        uri = settings.resolved_milvus_uri
+        if uri.startswith(SERVER_SCHEMES):
+            return
+        port = free_port()
+        data = Path(uri).expanduser().resolve()
+        data.parent.mkdir(parents=True, exist_ok=True)
+        proc = self.spawn("milvus", [
+            str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data),
+            "--host", "127.0.0.1", "--port", str(port),
+        ])
+        wait_for_port("127.0.0.1", port, 60, proc)
+        self.env["ASSETRAG_MILVUS_URI"] = f"http://127.0.0.1:{port}"
+        console.print(f"[dim]started the Milvus Lite server on port {port} ({data})[/]")
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+
+    def stop(self) -> None:
+        """SIGTERM every child's group (workers finish their current task), then SIGKILL."""
+        for proc in reversed(list(self.procs.values())):
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "cli"]
+
+
+def _settings_overrides(env: dict[str, str]) -> dict[str, str]:
+    prefix = "ASSETRAG_"
+    return {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
+    stack = Stack(host=host, port=port)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack.start()
+    redis_url = stack.env.get("ASSETRAG_REDIS_URL", stack.settings().redis_url)
+    console.print(f"[bold green]assetrag is up[/] on http://{host}:{port}  "
+                  f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it")
+    try:
+        while not stopping:
+            if dead := stack.dead():
+                console.print(f"[red]{', '.join(dead)} exited; stopping the stack[/]")
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        console.print("[dim]stopping…[/]")
+        stack.stop()

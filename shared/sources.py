@@ -1,0 +1,195 @@
+"""Where item bytes come from: uploads, server paths under the library roots, and public URLs.
+
+Each reader refuses with a ``SourceRejected`` carrying a stable code, which becomes the
+item's error in a job (or the request's error at submit).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import redis
+from pydantic import BaseModel, Field
+
+from shared.blobs import BlobNotFound, BlobStore, upload_key
+from shared.jobs import KEY_PREFIX
+
+UPLOAD_ID_RE_LEN = (16, 64)
+MAX_REDIRECTS = 5
+
+
+class SourceRejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Upload(BaseModel):
+    upload_id: str
+    filename: str
+    bytes: int
+    sha256: str
+    content_type: str
+    tenant: str | None = Field(default=None, exclude=True)
+
+
+class UploadRegistry:
+    """Upload records in Redis (they expire); their bytes in the blob store."""
+
+    def __init__(self, client: redis.Redis, blobs: BlobStore, ttl_s: int) -> None:
+        self.redis = client
+        self.blobs = blobs
+        self.ttl_s = ttl_s
+
+    @staticmethod
+    def _key(upload_id: str) -> str:
+        return f"{KEY_PREFIX}:upload:{upload_id}"
+
+    def add(self, upload: Upload, data: bytes) -> None:
+        self.blobs.put(upload_key(upload.upload_id), data)
+        record = json.dumps(upload.model_dump() | {"tenant": upload.tenant})
+        self.redis.set(self._key(upload.upload_id), record, ex=self.ttl_s)
+
+    def get(self, upload_id: str, tenant: str | None = None) -> Upload | None:
+        if not upload_id.replace("-", "").replace("_", "").isalnum():
+            return None
+        raw = self.redis.get(self._key(upload_id))
+        if raw is None:
+            return None
+        upload = Upload.model_validate_json(raw)
+        return upload if upload.tenant == tenant else None
+
+    def missing(self, upload_ids: list[str], tenant: str | None = None) -> list[str]:
+        if not upload_ids:
+            return []
+        raws = self.redis.mget([self._key(u) for u in upload_ids])
+        return [
+            uid for uid, raw in zip(upload_ids, raws, strict=True)
+            if raw is None or json.loads(raw).get("tenant") != tenant
+        ]
+
+    def read(self, upload_id: str, tenant: str | None = None) -> tuple[bytes, Upload]:
+        upload = self.get(upload_id, tenant)
+        if upload is None:
+            raise SourceRejected("upload_not_found", f"upload {upload_id} does not exist or expired")
+        try:
+            return self.blobs.get(upload_key(upload_id)), upload
+        except BlobNotFound as exc:
+            raise SourceRejected("upload_not_found", f"upload {upload_id} has no bytes") from exc
+
+
+def new_upload_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def resolve_library_path(raw: str, roots: list[Path]) -> Path:
+    """The real path (symlinks resolved) if it lies under a library root, else a refusal."""
+    if not roots:
+        raise SourceRejected(
+            "paths_disabled", "server paths are refused: ASSETRAG_LIBRARY_ROOTS is not set"
+        )
+    path = Path(raw).expanduser()
+    real = path.resolve() if path.is_absolute() else (roots[0] / path).resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        raise SourceRejected("path_outside_roots", f"{raw} is outside the library roots")
+    if not real.exists():
+        raise SourceRejected("not_found", f"{raw} does not exist")
+    return real
+
+
+def read_library_file(raw: str, roots: list[Path], max_bytes: int) -> bytes:
+    path = resolve_library_path(raw, roots)
+    if not path.is_file():
+        raise SourceRejected("not_a_file", f"{raw} is not a file")
+    if path.stat().st_size > max_bytes:
+        raise SourceRejected("too_large", f"{raw} is over the {max_bytes}-byte limit")
+    return path.read_bytes()
+
+
+def expand_directory(
+    raw: str, pattern: str, recursive: bool, roots: list[Path], limit: int
+) -> list[Path]:
+    """Files under a library folder matching a glob, sorted, never leaving the roots."""
+    base = resolve_library_path(raw, roots)
+    if not base.is_dir():
+        raise SourceRejected("not_a_directory", f"{raw} is not a directory")
+    found: list[Path] = []
+    for path in _walk(base, recursive):
+        if not fnmatch.fnmatch(path.name, pattern):
+            continue
+        real = path.resolve()
+        if not any(real.is_relative_to(root) for root in roots):
+            continue  # a symlink out of the library is skipped, never followed
+        found.append(path)
+        if len(found) > limit:
+            raise SourceRejected("too_many_items", f"{raw} holds more than {limit} matching files")
+    return sorted(found)
+
+
+def _walk(base: Path, recursive: bool) -> Iterator[Path]:
+    if not recursive:
+        yield from (p for p in base.iterdir() if p.is_file())
+        return
+    for folder, _dirs, files in os.walk(base):
+        yield from (Path(folder) / name for name in files)
+
+
+def check_public_host(host: str, port: int) -> None:
+    """Refuses hosts that resolve to loopback, private, link-local, multicast or reserved space."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SourceRejected("unresolvable_host", f"cannot resolve {host}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise SourceRejected(
+                "forbidden_address", f"{host} resolves to a non-public address ({address})"
+            )
+
+
+def fetch_url(url: str, max_bytes: int, timeout_s: float, allow_private: bool = False) -> bytes:
+    """GET with every redirect re-checked, a size cap and a total timeout."""
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SourceRejected("unsupported_url", f"only http(s) URLs are fetched: {url}")
+            if not allow_private:
+                # Checked before connecting; DNS answers could still change in between,
+                # which a deployment closes with an egress proxy.
+                check_public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise SourceRejected(
+                            "fetch_failed", f"{url} answered HTTP {response.status_code}"
+                        )
+                    return _read_capped(response, max_bytes, url)
+            except httpx.HTTPError as exc:
+                raise SourceRejected("fetch_failed", f"{url}: {exc}") from exc
+    raise SourceRejected("too_many_redirects", f"{url} redirected more than {MAX_REDIRECTS} times")
+
+
+def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise SourceRejected("too_large", f"{url} is over the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)

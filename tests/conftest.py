@@ -1,0 +1,162 @@
+"""Fixtures: a private Redis server, a tiny CLIP checkpoint, Milvus Lite, and the whole stack.
+
+Unit tests get an in-process API (TestClient, lifespan run) and worker context on Milvus Lite
+under tmp_path. Integration tests share one real stack per session: Redis, the Milvus Lite
+server, one Celery worker per queue and the API, each a separate process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from cli.stack import Stack, free_port, wait_for_port
+from shared.settings import Settings
+from tests.clip_fixture import build_tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+STACK_DB = 0
+UNIT_DB = 1
+
+
+@pytest.fixture(scope="session")
+def redis_port() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port("127.0.0.1", port, 20, proc)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
+
+
+@pytest.fixture
+def redis_client(redis_port: int) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_port, db=UNIT_DB)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    root = tmp_path / "library"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, redis_port: int, redis_client: redis.Redis, tiny_clip: Path, library: Path
+) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis_url=f"redis://127.0.0.1:{redis_port}/{UNIT_DB}",
+        data_dir=tmp_path / "data",
+        clip_model=str(tiny_clip),
+        device="cpu",
+        precision="fp32",
+        library_roots=[library],
+        embed_batch_size=8,
+        gemini_api_key="test-key",
+    )
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    from api.main import create_app
+
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    url: str
+    library: Path
+    client: httpx.Client
+
+    def wait_job(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}", params={"wait": 10}).json()
+            if job["state"] in ("completed", "failed", "cancelled"):
+                return job
+        raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def fake_gemini() -> Iterator[Any]:
+    from tests.fake_gemini import FakeGemini
+
+    server = FakeGemini()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_port: int, tiny_clip: Path, fake_gemini: Any
+) -> Iterator[RunningStack]:
+    base = tmp_path_factory.mktemp("stack")
+    library = base / "library"
+    library.mkdir()
+    redis.Redis(port=redis_port, db=STACK_DB).flushdb()
+    env = {
+        "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{redis_port}/{STACK_DB}",
+        "ASSETRAG_DATA_DIR": str(base / "data"),
+        "ASSETRAG_CLIP_MODEL": str(tiny_clip),
+        "ASSETRAG_DEVICE": "cpu",
+        "ASSETRAG_PRECISION": "fp32",
+        "ASSETRAG_LIBRARY_ROOTS": str(library),
+        "ASSETRAG_EMBED_BATCH_SIZE": "16",
+        # Short, so a batch held by a SIGKILLed worker comes back within the test.
+        "ASSETRAG_VISIBILITY_TIMEOUT_S": "10",
+        "ASSETRAG_GEMINI_API_KEY": "test-key",
+        "ASSETRAG_GEMINI_BASE_URL": fake_gemini.base_url,
+        "ASSETRAG_GEMINI_RPM": "0",
+    }
+    port = free_port()
+    running = Stack(port=port, env=env, log_dir=OUTPUT / "stack-logs")
+    running.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        _wait_ready(client, running)
+        yield RunningStack(running, f"http://127.0.0.1:{port}", library, client)
+    finally:
+        client.close()
+        running.stop()
+
+
+def _wait_ready(client: httpx.Client, running: Stack, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    body: Any = None
+    while time.monotonic() < deadline:
+        if dead := running.dead():
+            raise RuntimeError(f"stack processes died: {dead}; see test-output/stack-logs")
+        response = client.get("/readyz")
+        body = response.json()
+        if response.status_code == 200:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"stack not ready: {body}")

@@ -1,0 +1,117 @@
+"""The retrieval core through the real processes: API, Celery workers, Redis, Milvus Lite server."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+from tests.conftest import RunningStack
+from tests.utils import make_image, write_images
+
+pytestmark = pytest.mark.integration
+
+
+def upload(stack: RunningStack, blobs: list[bytes], name: str = "img") -> list[str]:
+    files = [("files", (f"{name}_{i}.png", io.BytesIO(b), "image/png")) for i, b in enumerate(blobs)]
+    response = stack.client.post("/v1/uploads", files=files)
+    assert response.status_code == 201, response.text
+    return [u["upload_id"] for u in response.json()["uploads"]]
+
+
+def embed(stack: RunningStack, collection: str, items: list[dict], **extra: object) -> dict:
+    response = stack.client.post("/v1/jobs/embed", json={"collection": collection, "items": items, **extra})
+    assert response.status_code in (200, 202), response.text
+    return stack.wait_job(response.json()["id"])
+
+
+def test_uploaded_images_each_find_themselves_first(stack: RunningStack) -> None:
+    blobs = [make_image(seed) for seed in range(20)]
+    ids = upload(stack, blobs)
+    items = [{"upload_id": u, "metadata": {"group": "even" if i % 2 == 0 else "odd"}} for i, u in enumerate(ids)]
+    job = embed(stack, "selfsearch", items)
+    assert job["state"] == "completed", job
+    assert job["progress"] == {"total": 20, "succeeded": 20, "failed": 0}
+    asset_ids = job["result"]["asset_ids"]
+    assert len(set(asset_ids)) == 20
+
+    queries = [{"upload_id": u} for u in ids[:5]] + [{"asset_id": a} for a in asset_ids[5:10]]
+    response = stack.client.post(
+        "/v1/jobs/search", params={"wait": 20},
+        json={"collection": "selfsearch", "queries": queries, "top_k": 5},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["result"]["results"]
+    assert len(results) == 10
+    for expected, hits in zip(asset_ids[:10], results, strict=True):
+        assert hits[0]["asset_id"] == expected
+        assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+        scores = [h["score"] for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert len(hits) == 5
+
+    content = stack.client.get(results[0][0]["content_url"])
+    assert content.status_code == 200
+    assert content.content == blobs[0]
+
+
+def test_text_search_filter_and_min_score(stack: RunningStack) -> None:
+    ids = upload(stack, [make_image(100 + i) for i in range(12)])
+    items = [{"upload_id": u, "metadata": {"group": "a" if i < 4 else "b"}} for i, u in enumerate(ids)]
+    assert embed(stack, "textsearch", items)["state"] == "completed"
+    long_text = " ".join(["red silk shawl with gold trim"] * 40)  # far past CLIP's 77 tokens
+    body = {"collection": "textsearch", "queries": [{"text": "a red dress"}, {"text": long_text}],
+            "top_k": 10, "filter": {"group": "a"}}
+    job = stack.client.post("/v1/jobs/search", params={"wait": 20}, json=body).json()
+    assert job["state"] == "completed", job
+    for hits in job["result"]["results"]:
+        assert len(hits) == 4
+        assert all(h["metadata"]["group"] == "a" for h in hits)
+    threshold = job["result"]["results"][0][1]["score"]
+    body = {**body, "min_score": threshold, "filter": None}
+    job = stack.client.post("/v1/jobs/search", params={"wait": 20}, json=body).json()
+    assert all(h["score"] >= threshold for h in job["result"]["results"][0])
+
+
+def test_directory_job_with_bad_files_and_duplicates(stack: RunningStack) -> None:
+    folder = stack.library / "mixed"
+    write_images(folder, 30)
+    (folder / "copy.png").write_bytes((folder / "img_00000.png").read_bytes())
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_bytes(b"this is not an image")
+    (folder / "truncated.png").write_bytes((folder / "img_00001.png").read_bytes()[:200])
+    job = embed(stack, "mixed", [{"path": "/etc/passwd"}], directory={"path": str(folder), "pattern": "*.png"})
+    assert job["state"] == "completed", job
+    assert job["progress"]["total"] == 35
+    assert job["progress"]["succeeded"] == 31
+    codes = {e["code"] for e in job["errors"]}
+    assert {"empty_file", "not_an_image", "corrupt_image", "path_outside_roots"} <= codes
+    collection = stack.client.get("/v1/collections/mixed").json()
+    assert collection["count"] == 30  # the copy is stored once
+
+
+def test_progress_events_and_cancel(stack: RunningStack) -> None:
+    folder = stack.library / "big"
+    write_images(folder, 400, start=1000)
+    response = stack.client.post("/v1/jobs/embed", json={
+        "collection": "cancelme", "directory": {"path": str(folder)}})
+    job_id = response.json()["id"]
+    events = []
+    with stack.client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+                if events[-1]["progress"]["succeeded"] >= 32:
+                    break
+    assert events and events[-1]["state"] == "running"
+    cancelled = stack.client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["state"] == "cancelled"
+    time.sleep(3)  # a batch already running may finish; nothing after it
+    count = stack.client.get("/v1/collections/cancelme").json()["count"]
+    time.sleep(3)
+    assert stack.client.get("/v1/collections/cancelme").json()["count"] == count
+    assert count < 400
+    again = stack.client.post(f"/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409

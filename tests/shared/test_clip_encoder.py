@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16, resolve_precision
+from tests.clip_fixture import build_tiny_checkpoint
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import clip
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clip")
+    return {
+        fmt: build_tiny_checkpoint(root / f"tiny-{fmt}.pt", fmt=fmt)
+        for fmt in ("state_dict", "torchscript")
+    }
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoints: dict[str, Path]) -> ClipEncoder:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="fp32")
+    enc.load()
+    return enc
+
+
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    out = [Image.new("RGB", (100, 80), (200, 30, 30)), Image.new("RGB", (50, 120), (20, 20, 220))]
+    out.append(Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)))
+    return out
+
+
+def batch(enc: ClipEncoder) -> torch.Tensor:
+    return torch.stack([enc.preprocess(img) for img in images()])
+
+
+def test_loads_lazily_and_reads_sizes_from_the_model(checkpoints: dict[str, Path]) -> None:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="fp32")
+    assert not enc.loaded
+    assert enc.dim == 48 and enc.input_resolution == 64 and enc.context_length == 77
+    assert enc.loaded and enc.device == "cpu" and enc.precision == "fp32"
+    assert enc.model_id == str(checkpoints["state_dict"])
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "torchscript"])
+def test_both_checkpoint_formats_load_the_same_model(
+    fmt: str, checkpoints: dict[str, Path], encoder: ClipEncoder
+) -> None:
+    enc = ClipEncoder(str(checkpoints[fmt]), device="cpu", precision="fp32")
+    assert (enc.dim, enc.input_resolution) == (48, 64)
+    np.testing.assert_allclose(enc.encode_images(batch(enc)), encoder.encode_images(batch(encoder)))
+    np.testing.assert_allclose(enc.encode_texts(["a cat"]), encoder.encode_texts(["a cat"]))
+
+
+def test_wrapped_state_dict_loads(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    state = torch.load(checkpoints["state_dict"], map_location="cpu", weights_only=True)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "wrapped.pt")
+    assert ClipEncoder(str(tmp_path / "wrapped.pt"), device="cpu").dim == 48
+
+
+def test_embedding_dim_is_never_assumed(tmp_path: Path) -> None:
+    path = build_tiny_checkpoint(tmp_path / "d32.pt", embed_dim=32)
+    enc = ClipEncoder(str(path), device="cpu", precision="fp32")
+    assert enc.dim == 32
+    assert enc.encode_images(batch(enc)).shape == (3, 32)
+    assert enc.encode_texts(["x"]).shape == (1, 32)
+
+
+def test_image_embeddings_are_unit_float32_and_deterministic(encoder: ClipEncoder) -> None:
+    first = encoder.encode_images(batch(encoder))
+    second = encoder.encode_images(batch(encoder))
+    assert first.dtype == np.float32 and first.shape == (3, 48)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first[0], first[1])
+
+
+def test_text_embeddings_are_unit_and_long_text_is_truncated(encoder: ClipEncoder) -> None:
+    long_text = " ".join(f"word{i}" for i in range(300))
+    out = encoder.encode_texts(["a red square", long_text])
+    assert out.dtype == np.float32 and out.shape == (2, 48)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out, encoder.encode_texts(["a red square", long_text]))
+
+
+def test_empty_inputs(encoder: ClipEncoder) -> None:
+    assert encoder.encode_texts([]).shape == (0, 48)
+    assert encoder.encode_images(torch.empty(0, 3, 64, 64)).shape == (0, 48)
+
+
+def test_preprocess_is_openai_clips_transform(encoder: ClipEncoder) -> None:
+    reference = clip.clip._transform(64)
+    for img in images():
+        tensor = encoder.preprocess(img)
+        assert tensor.shape == (3, 64, 64)
+        assert torch.equal(tensor, reference(img))
+
+
+def test_preprocess_and_encode_from_threads(encoder: ClipEncoder) -> None:
+    imgs = images() * 4
+    with ThreadPoolExecutor(4) as pool:
+        tensors = list(pool.map(encoder.preprocess, imgs))
+    expected = encoder.encode_images(torch.stack(tensors))
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda t: encoder.encode_images(t[None]), tensors))
+    np.testing.assert_allclose(np.concatenate(outs), expected, atol=1e-5)
+
+
+def test_load_is_idempotent_across_threads(checkpoints: dict[str, Path]) -> None:
+    enc = ClipEncoder(str(checkpoints["torchscript"]), device="cpu", precision="fp32")
+    barrier = threading.Barrier(4)
+
+    def load() -> object:
+        barrier.wait()
+        enc.load()
+        return enc._model
+
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: load(), range(4)))
+    enc.load()
+    assert models[0] is not None and all(m is models[0] for m in models)
+    assert enc._model is models[0]
+
+
+def test_bf16_matches_fp32(checkpoints: dict[str, Path], encoder: ClipEncoder) -> None:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="bf16")
+    try:
+        imgs = enc.encode_images(batch(enc))
+        texts = enc.encode_texts(["a red square", "a photo of a dog"])
+    except RuntimeError as exc:  # pragma: no cover - a torch build without CPU bf16
+        pytest.skip(f"bf16 autocast unsupported here: {exc}")
+    assert imgs.dtype == np.float32
+    ref_imgs = encoder.encode_images(batch(encoder))
+    ref_texts = encoder.encode_texts(["a red square", "a photo of a dog"])
+    assert (imgs * ref_imgs).sum(axis=1).min() >= 0.99
+    assert (texts * ref_texts).sum(axis=1).min() >= 0.99
+
+
+def test_auto_precision() -> None:
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", "cuda") == "fp32"
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "clip.pt"
+    enc = ClipEncoder(str(missing), device="cpu")
+    with pytest.raises(ValueError, match="nope/clip.pt") as info:
+        enc.load()
+    assert "ViT-B/32" in str(info.value)  # names the known models too
+    assert not enc.loaded
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a checkpoint", None],  # None: a valid torch file that is not CLIP
+)
+def test_bad_checkpoint_is_a_clear_error(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"weight": torch.zeros(2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="bad.pt"):
+        ClipEncoder(str(path), device="cpu").load()
+
+
+@pytest.mark.parametrize(("device", "precision"), [("tpu", "auto"), ("cpu", "int8")])
+def test_bad_settings_are_refused(device: str, precision: str) -> None:
+    with pytest.raises(ValueError):
+        ClipEncoder("ViT-B/32", device=device, precision=precision)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+def test_cuda_without_cuda_is_refused(checkpoints: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="CUDA"):
+        ClipEncoder(str(checkpoints["state_dict"]), device="cuda").load()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_half_precisions_match_fp32(
+    precision: str, checkpoints: dict[str, Path], encoder: ClipEncoder
+) -> None:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cuda", precision=precision)
+    got = enc.encode_images(batch(enc))
+    ref = encoder.encode_images(batch(encoder))
+    assert (got * ref).sum(axis=1).min() >= 0.99
+    texts = enc.encode_texts(["a red square"])
+    assert float((texts * encoder.encode_texts(["a red square"])).sum()) >= 0.99
