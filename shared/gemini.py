@@ -1,0 +1,485 @@
+"""The one place Gemini is spoken to: image generation through google-genai, with retries and
+a fleet-wide requests-per-minute limit.
+
+Facts this module relies on (checked against google-genai 3.4.0):
+
+- ``HttpOptions.timeout`` is in **milliseconds** (the SDK divides by 1000 before handing it to
+  httpx, and sends ``X-Server-Timeout: ceil(seconds)``). httpx timeouts are per operation
+  (connect/read/write), not for the whole call, so every attempt is also wrapped in
+  ``asyncio.timeout``.
+- With a custom ``base_url`` and an API key the SDK still appends the API version:
+  ``{base_url}/{api_version}/models/{model}:generateContent`` (``v1`` by default in 3.4.0,
+  ``GOOGLE_GENAI_API_VERSION`` overrides it). A base URL is therefore given without a version,
+  e.g. ``http://127.0.0.1:8765``.
+- The SDK retries nothing unless given ``HttpRetryOptions`` and never honours ``Retry-After``
+  (its waits are plain exponential jitter). Retries are therefore done here with tenacity
+  around each call, and the SDK is told ``attempts=1`` so that it never retries on its own
+  (with aiohttp installed it otherwise retries connection errors implicitly).
+- A failed call raises ``google.genai.errors.ClientError`` / ``ServerError`` (both
+  ``APIError``) with ``.code`` (HTTP status), ``.status`` (``RESOURCE_EXHAUSTED``, ...),
+  ``.message``, ``.details`` (the parsed JSON body) and ``.response`` (the httpx/httpx2
+  response, whose ``.headers`` carry ``Retry-After``). Google usually states the delay in the
+  body instead, as a ``google.rpc.RetryInfo`` detail (``"retryDelay": "12s"``): both are read.
+- The async client keeps one connection pool per event loop, so one ``GeminiGenerator`` can be
+  reused across ``asyncio.run`` calls (e.g. one per Celery task).
+
+Request layout: one user turn whose parts are the prompt text FIRST, then the reference images
+as inline parts in the order given (the layout of Google's image-editing examples,
+``contents=[prompt, image1, image2]``).
+
+No API key: the generator can still be built (so workers start without one) and
+``configured`` is False; ``generate`` raises ``GenerationError("not_configured")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+import tenacity
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from redis.commands.core import AsyncScript, Script
+
+logger = logging.getLogger(__name__)
+
+#: "blocked" | "no_image" | "upstream_error" | "timeout" | "not_configured"
+GenerationErrorCode = str
+
+#: finish reasons that mean the answer was withheld (a block), not that the model chose text
+BLOCK_FINISH_REASONS = frozenset({
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
+    "MODEL_ARMOR",
+    "JAILBREAK",
+})
+_BLOCK_MARKERS = ("SAFETY", "PROHIBITED", "BLOCK", "RECITATION")
+
+#: HTTP statuses retried: request timeout, rate limit, server errors
+RETRY_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_RPC_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED",
+                                "INTERNAL"})
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(connection-level errors, timeout errors) of whichever HTTP stacks are installed."""
+    transient: list[type[BaseException]] = [ConnectionError]
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    for name in ("httpx", "httpx2"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        transient.append(mod.TransportError)
+        timeouts.append(mod.TimeoutException)
+    try:
+        import aiohttp
+
+        transient.append(aiohttp.ClientConnectionError)
+        timeouts.append(aiohttp.ServerTimeoutError)
+    except ImportError:
+        pass
+    return tuple(transient), tuple(timeouts)
+
+
+_TRANSIENT_ERRORS, _TIMEOUT_ERRORS = _transport_errors()
+
+
+class GenerationError(Exception):
+    """A generation that produced no image, with a stable ``code`` for the job's error.
+
+    ``status`` is the upstream HTTP status (upstream_error); ``reason`` is the block or finish
+    reason (blocked, no_image) or Google's RPC status string (upstream_error).
+    """
+
+    def __init__(
+        self,
+        code: GenerationErrorCode,
+        message: str,
+        status: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Celery processes
+        return (type(self), (self.code, self.message, self.status, self.reason))
+
+    def __str__(self) -> str:
+        extra = []
+        if self.status is not None:
+            extra.append(f"status={self.status}")
+        if self.reason:
+            extra.append(f"reason={self.reason}")
+        suffix = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.code}: {self.message}{suffix}"
+
+
+@dataclass
+class GeneratedImage:
+    data: bytes
+    mime_type: str
+
+
+@dataclass
+class GenerationOutput:
+    images: list[GeneratedImage]
+    text: str
+    model: str
+
+
+def _enum_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)
+        if value is None:
+            value = headers.get(name.lower())
+    except AttributeError:
+        return None
+    if value is None and isinstance(headers, dict):
+        for key, val in headers.items():
+            if str(key).lower() == name.lower():
+                return str(val)
+    return None if value is None else str(value)
+
+
+def _parse_seconds(value: str) -> float | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.removesuffix("s")))
+    except ValueError:
+        pass
+    try:  # HTTP-date form of Retry-After
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """The delay the server asked for: ``Retry-After`` header, else a RetryInfo detail."""
+    if not isinstance(exc, genai_errors.APIError):
+        return None
+    header = _header(getattr(getattr(exc, "response", None), "headers", None), "Retry-After")
+    if header is not None:
+        parsed = _parse_seconds(header)
+        if parsed is not None:
+            return parsed
+    details = exc.details
+    if isinstance(details, dict):
+        inner = details.get("error")
+        details = (inner if isinstance(inner, dict) else details).get("details")
+    if isinstance(details, list):
+        for detail in details:
+            if (
+                isinstance(detail, dict)
+                and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo")
+                and detail.get("retryDelay") is not None
+            ):
+                return _parse_seconds(str(detail["retryDelay"]))
+    return None
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, genai_errors.APIError):
+        return exc.code in RETRY_HTTP_CODES or (exc.status or "") in RETRY_RPC_STATUSES
+    return isinstance(exc, _TRANSIENT_ERRORS + _TIMEOUT_ERRORS)
+
+
+class _WaitRetryAfter(tenacity.wait.wait_base):
+    """Honour the server's Retry-After (plus up to 10% jitter), else exponential jitter."""
+
+    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = retry_after_s(exc)
+        if asked is not None:
+            return asked + random.uniform(0, min(1.0, asked * 0.1))
+        return float(self.fallback(retry_state))
+
+
+def _log_retry(retry_state: tenacity.RetryCallState) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    logger.warning(
+        "gemini attempt %d failed (%s); retrying in %.2fs",
+        retry_state.attempt_number, exc, sleep,
+    )
+
+
+class GeminiGenerator:
+    """Generates images with one reused ``genai.Client``; safe to share across coroutines."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        model: str,
+        base_url: str | None = None,
+        timeout_s: float = 120,
+        max_attempts: int = 5,
+        retry_budget_s: float = 180,
+        limiter: RpmLimiter | None = None,
+        *,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self.model = model
+        self.timeout_s = float(timeout_s)
+        self.max_attempts = max(1, int(max_attempts))
+        self.retry_budget_s = float(retry_budget_s)
+        self.limiter = limiter
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.api_key = (api_key or "").strip() or None
+        self.client: genai.Client | None = None
+        if self.api_key is not None:
+            self.client = genai.Client(
+                api_key=self.api_key,
+                http_options=types.HttpOptions(
+                    base_url=base_url or None,
+                    timeout=max(1, int(self.timeout_s * 1000)),  # milliseconds
+                    # Retries are ours (they honour Retry-After); the SDK must not add its own.
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                ),
+            )
+
+    @property
+    def configured(self) -> bool:
+        return self.client is not None
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aio.aclose()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def _retrying(self) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(
+            stop=(
+                tenacity.stop_after_attempt(self.max_attempts)
+                | tenacity.stop_before_delay(self.retry_budget_s)
+            ),
+            wait=_WaitRetryAfter(
+                tenacity.wait_exponential_jitter(
+                    initial=self.backoff_initial_s,
+                    max=self.backoff_max_s,
+                    jitter=self.backoff_initial_s,
+                )
+            ),
+            retry=tenacity.retry_if_exception(_is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+            sleep=asyncio.sleep,
+        )
+
+    async def generate(
+        self,
+        prompt: str,
+        references: list[tuple[bytes, str]],
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+    ) -> GenerationOutput:
+        """One call (with retries): prompt + references (bytes, mime type) → images.
+
+        Raises GenerationError with code blocked / no_image / upstream_error / timeout /
+        not_configured.
+        """
+        if self.client is None:
+            raise GenerationError("not_configured", "no Gemini API key is configured "
+                                  "(ASSETRAG_GEMINI_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY)")
+        parts = [types.Part.from_text(text=prompt)]
+        parts += [types.Part.from_bytes(data=data, mime_type=mime) for data, mime in references]
+        contents = [types.Content(role="user", parts=parts)]
+        image_config = None
+        if aspect_ratio or image_size:
+            image_config = types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size)
+        config = types.GenerateContentConfig(
+            response_modalities=["TEXT", "IMAGE"], image_config=image_config
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_budget_s
+        client = self.client
+
+        async def attempt() -> types.GenerateContentResponse:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError("the retry budget was spent before the call could start")
+            async with asyncio.timeout(min(self.timeout_s, remaining)):
+                return await client.aio.models.generate_content(
+                    model=self.model, contents=contents, config=config
+                )
+
+        response: types.GenerateContentResponse
+        try:
+            response = await self._retrying()(attempt)
+        except genai_errors.APIError as exc:
+            raise GenerationError(
+                "upstream_error",
+                exc.message or str(exc),
+                status=exc.code,
+                reason=exc.status,
+            ) from exc
+        except _TIMEOUT_ERRORS as exc:
+            raise GenerationError(
+                "timeout",
+                f"Gemini did not answer within {self.timeout_s:g}s "
+                f"(retry budget {self.retry_budget_s:g}s): {exc or type(exc).__name__}",
+            ) from exc
+        except _TRANSIENT_ERRORS as exc:
+            raise GenerationError(
+                "upstream_error", f"could not reach Gemini: {exc or type(exc).__name__}"
+            ) from exc
+        except genai_errors.UnknownApiResponseError as exc:
+            raise GenerationError("upstream_error", f"unreadable answer: {exc}") from exc
+        return self._parse(response)
+
+    def _parse(self, response: types.GenerateContentResponse) -> GenerationOutput:
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            reason = _enum_str(feedback.block_reason)
+            raise GenerationError(
+                "blocked",
+                feedback.block_reason_message or f"the prompt was blocked ({reason})",
+                reason=reason,
+            )
+        images: list[GeneratedImage] = []
+        texts: list[str] = []
+        finish: list[tuple[str, str | None]] = []
+        for candidate in response.candidates or []:
+            reason = _enum_str(candidate.finish_reason)
+            if reason:
+                finish.append((reason, candidate.finish_message))
+            for part in (candidate.content.parts if candidate.content else None) or []:
+                if part.thought:  # drafts of a thinking model: not results
+                    continue
+                blob = part.inline_data
+                if blob is not None and blob.data:
+                    mime = blob.mime_type or "image/png"
+                    if mime.startswith("image/"):
+                        images.append(GeneratedImage(data=blob.data, mime_type=mime))
+                elif part.text:
+                    texts.append(part.text)
+        text = "".join(texts)
+        model = response.model_version or self.model
+        if images:
+            return GenerationOutput(images=images, text=text, model=model)
+        for reason, message in finish:
+            if reason in BLOCK_FINISH_REASONS or any(m in reason for m in _BLOCK_MARKERS):
+                detail = message or text
+                raise GenerationError(
+                    "blocked",
+                    f"the image was blocked ({reason})" + (f": {detail}" if detail else ""),
+                    reason=reason,
+                )
+        reason = finish[0][0] if finish else None
+        raise GenerationError(
+            "no_image",
+            "the model returned no image"
+            + (f" (finish reason {reason})" if reason and reason != "STOP" else "")
+            + (f": {text}" if text else ""),
+            reason=reason,
+        )
+
+
+_SLIDING_WINDOW_LUA = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local member = ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(window / 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+local wait = tonumber(oldest[2]) + window - now
+if wait < 1 then wait = 1 end
+return wait
+"""
+
+
+class RpmLimiter:
+    """A requests-per-minute limit shared by every process on one Redis.
+
+    A sliding-window log in a sorted set (``{key_prefix}:{name}``), checked and updated
+    atomically by a Lua script on Redis's own clock, so hosts with skewed clocks agree. At most
+    ``rpm`` acquisitions succeed in any ``window_s`` (60 s; smaller in tests). ``rpm <= 0``
+    means unlimited. Pass a sync ``redis.Redis`` (called from a thread; works from any event
+    loop) or a ``redis.asyncio.Redis`` (bound to the loop it was first used in).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.asyncio.Redis,
+        rpm: int,
+        *,
+        window_s: float = 60.0,
+        name: str = "default",
+        key_prefix: str = "assetrag:gemini:rpm",
+    ) -> None:
+        self.client = client
+        self.rpm = int(rpm)
+        self.window_s = float(window_s)
+        self.key = f"{key_prefix}:{name}"
+        self._async_script: AsyncScript | None = None
+        self._sync_script: Script | None = None
+        if isinstance(client, redis.asyncio.Redis):
+            self._async_script = client.register_script(_SLIDING_WINDOW_LUA)
+        else:
+            self._sync_script = client.register_script(_SLIDING_WINDOW_LUA)
+
+    async def _try(self) -> float:
+        """Take a slot if one is free (0.0), else the seconds until the oldest one frees."""
+        args: list[str | int] = [self.rpm, int(self.window_s * 1_000_000), uuid.uuid4().hex]
+        if self._async_script is not None:
+            wait_us = await self._async_script(keys=[self.key], args=args)
+        else:
+            assert self._sync_script is not None
+            wait_us = await asyncio.to_thread(self._sync_script, [self.key], args)
+        return int(wait_us) / 1_000_000
+
+    async def acquire(self) -> None:
+        if self.rpm <= 0:
+            return
+        while True:
+            wait = await self._try()
+            if wait <= 0:
+                return
+            # a little jitter so a crowd of waiters does not retry in lockstep
+            await asyncio.sleep(wait + random.uniform(0, min(0.05, self.window_s / 100)))

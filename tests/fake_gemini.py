@@ -1,0 +1,482 @@
+"""A local HTTP server that speaks enough of Gemini's REST protocol for the real google-genai SDK.
+
+Point the SDK (or the whole stack, through ``ASSETRAG_GEMINI_BASE_URL``) at ``server.base_url``.
+It answers ``POST /{version}/models/{model}:generateContent`` the way a Gemini 3 image model
+does: thought parts first (a draft text and a draft image, both ``"thought": true``), then the
+final image(s) and a short text, with ``finishReason``, ``usageMetadata`` and ``modelVersion``.
+
+Behaviour is steered by magic words anywhere in the prompt text (so separate worker processes
+can steer it without sharing memory), or by behaviours queued through ``POST /_control``:
+
+==========================  ============================================================
+``[block:prompt]``          ``promptFeedback.blockReason=SAFETY``, no candidates
+``[block:prompt:REASON]``   the same with another block reason
+``[block:image]``           a candidate with ``finishReason=IMAGE_SAFETY`` and no image
+``[finish:REASON]``         a candidate with that ``finishReason``, text only, no image
+``[text-only]``             a normal ``STOP`` answer with text and no image
+``[fail:500]``              always answer 500 INTERNAL (any 4xx/5xx code works)
+``[fail:429x2]``            429 RESOURCE_EXHAUSTED the first 2 times for this prompt, then OK
+``[retry-after:0.5]``       failures carry a ``Retry-After: 0.5`` header
+``[retry-info:0.5]``        failures carry a ``google.rpc.RetryInfo`` detail, ``retryDelay: 0.5s``
+                            (how Google itself states the delay on a 429)
+``[slow:2]``                sleep 2 s before answering (floats allowed)
+``[images:N]``              N final images instead of one
+``[no-thought]``            leave the thought parts out
+==========================  ============================================================
+
+Counts for ``xN`` are kept per (prompt, code) until ``reset()`` / ``POST /_reset``.
+Control endpoints: ``POST /_control`` with ``{"queue": ["fail:503", "slow:1", ...]}`` makes the
+next requests (one entry each, in order) behave as if those magic words were in their prompt;
+``GET /_requests`` returns the recorded requests as JSON; ``POST /_reset`` clears everything.
+
+Images: a real PNG made with Pillow; size follows the aspect ratio (``k = 64 // min(w, h)``,
+so 1:1 is 64x64, 16:9 is 112x63, 2:3 is 64x96), times 2 for ``2K`` and 4 for ``4K``; its colour
+comes from a hash of the prompt and a per-prompt counter, so variants of one prompt differ.
+
+Run standalone: ``python -m tests.fake_gemini --port 8765`` and set
+``ASSETRAG_GEMINI_BASE_URL=http://127.0.0.1:8765`` and any ``ASSETRAG_GEMINI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+_PATH_RE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
+_MAGIC_RE = re.compile(r"\[(?P<word>[a-z-]+)(?::(?P<arg>[^\]]*))?\]")
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_STATUS_MESSAGES = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    503: "The model is overloaded. Please try again later.",
+}
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    version: str
+    model: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    prompt: str
+    reference_count: int
+    reference_mime_types: list[str]
+    reference_sha256: list[str]
+    part_kinds: list[str]  # "text" / "image", in the order the request carried them
+    image_config: dict[str, Any]
+    response_modalities: list[str]
+    status: int = 200
+    final_image_sha256: list[str] = field(default_factory=list)
+    thought_image_sha256: list[str] = field(default_factory=list)
+    received_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Behaviour:
+    block_prompt: str | None = None
+    finish: str | None = None
+    text_only: bool = False
+    fail_code: int | None = None
+    fail_times: int | None = None  # None: always
+    retry_after: str | None = None
+    retry_info: str | None = None
+    slow_s: float = 0.0
+    images: int = 1
+    thoughts: bool = True
+
+
+def _parse_behaviour(text: str) -> _Behaviour:
+    behaviour = _Behaviour()
+    for match in _MAGIC_RE.finditer(text):
+        word, arg = match.group("word"), match.group("arg")
+        if word == "block" and arg:
+            kind, _, reason = arg.partition(":")
+            if kind == "prompt":
+                behaviour.block_prompt = reason or "SAFETY"
+            elif kind == "image":
+                behaviour.finish = reason or "IMAGE_SAFETY"
+        elif word == "finish" and arg:
+            behaviour.finish = arg.upper()
+        elif word == "text-only":
+            behaviour.text_only = True
+        elif word == "fail" and arg:
+            code, _, times = arg.partition("x")
+            behaviour.fail_code = int(code)
+            behaviour.fail_times = int(times) if times else None
+        elif word == "retry-after" and arg:
+            behaviour.retry_after = arg
+        elif word == "retry-info" and arg:
+            behaviour.retry_info = arg
+        elif word == "slow" and arg:
+            behaviour.slow_s = float(arg)
+        elif word == "images" and arg:
+            behaviour.images = max(0, int(arg))
+        elif word == "no-thought":
+            behaviour.thoughts = False
+    return behaviour
+
+
+def image_size_for(aspect_ratio: str | None, image_size: str | None) -> tuple[int, int]:
+    """The size of the PNG the fake answers with, for tests to assert on."""
+    w, h = 1, 1
+    if aspect_ratio and ":" in aspect_ratio:
+        a, _, b = aspect_ratio.partition(":")
+        try:
+            w, h = max(1, int(a)), max(1, int(b))
+        except ValueError:
+            w, h = 1, 1
+    k = max(1, 64 // min(w, h))
+    scale = {"2K": 2, "4K": 4}.get((image_size or "").upper(), 1)
+    return w * k * scale, h * k * scale
+
+
+def _png(size: tuple[int, int], seed: str, *, draft: bool = False) -> bytes:
+    digest = hashlib.sha256(seed.encode()).digest()
+    if draft:
+        color: tuple[int, int, int] = (128, 128, 128)
+    else:
+        color = (digest[0], digest[1], digest[2])
+    img = Image.new("RGB", size, color)
+    draw = ImageDraw.Draw(img)
+    # A stripe in the complementary colour, placed by the hash, so images are not flat fills.
+    x = digest[3] % max(1, size[0])
+    draw.rectangle([x, 0, min(size[0] - 1, x + max(1, size[0] // 8)), size[1] - 1],
+                   fill=tuple(255 - c for c in color))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    """Both alphabets, padding optional: google-genai sends URL-safe base64."""
+    text = text.strip().replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class FakeGemini:
+    """The fake server; ``with FakeGemini() as fake: fake.base_url`` or ``start()``/``stop()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
+        self._host = host
+        self._port = port
+        self.api_key = api_key  # when set, any other key is refused like Google does (400)
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, int], int] = defaultdict(int)
+        self._variants: dict[str, int] = defaultdict(int)
+        self._queue: deque[str] = deque()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle -----------------------------------------------------------------------------
+    def start(self) -> FakeGemini:
+        server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="fake-gemini", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    # steering ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._counts.clear()
+            self._variants.clear()
+            self._queue.clear()
+
+    def queue(self, *behaviours: str) -> None:
+        """Make the next requests behave as if ``[behaviour]`` were in their prompt."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def requests_for(self, needle: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if needle in r.prompt]
+
+    # the protocol --------------------------------------------------------------------------
+    def handle_generate(
+        self, version: str, model: str, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        texts: list[str] = []
+        kinds: list[str] = []
+        ref_mimes: list[str] = []
+        ref_shas: list[str] = []
+        for content in body.get("contents") or []:
+            for part in content.get("parts") or []:
+                if "text" in part:
+                    texts.append(str(part["text"]))
+                    kinds.append("text")
+                elif "inlineData" in part or "inline_data" in part:
+                    # Google's JSON parser takes camelCase and snake_case names alike, and
+                    # google-genai 3.4.0 does send {"inlineData": {"mime_type": ...}}.
+                    blob = part.get("inlineData") or part.get("inline_data") or {}
+                    data = _b64decode(str(blob.get("data") or ""))
+                    ref_mimes.append(str(blob.get("mimeType") or blob.get("mime_type")))
+                    ref_shas.append(hashlib.sha256(data).hexdigest())
+                    kinds.append("image")
+        prompt = "\n".join(texts)
+        gen_config = body.get("generationConfig") or {}
+        image_config = dict(gen_config.get("imageConfig") or {})
+        record = RecordedRequest(
+            path=f"/{version}/models/{model}:generateContent",
+            version=version,
+            model=model,
+            headers=headers,
+            body=body,
+            prompt=prompt,
+            reference_count=len(ref_mimes),
+            reference_mime_types=ref_mimes,
+            reference_sha256=ref_shas,
+            part_kinds=kinds,
+            image_config=image_config,
+            response_modalities=list(gen_config.get("responseModalities") or []),
+            received_at=time.time(),
+        )
+        with self._lock:
+            self.requests.append(record)
+            queued = self._queue.popleft() if self._queue else None
+        steering = prompt + (f" [{queued}]" if queued else "")
+        behaviour = _parse_behaviour(steering)
+
+        if behaviour.slow_s > 0:
+            time.sleep(behaviour.slow_s)
+
+        key = headers.get("x-goog-api-key", "")
+        if not key or (self.api_key is not None and key != self.api_key):
+            record.status = 400
+            return 400, {}, _error(400, "API key not valid. Please pass a valid API key.")
+
+        if behaviour.fail_code is not None:
+            with self._lock:
+                count_key = (steering, behaviour.fail_code)
+                self._counts[count_key] += 1
+                failing = (
+                    behaviour.fail_times is None
+                    or self._counts[count_key] <= behaviour.fail_times
+                )
+            if failing:
+                code = behaviour.fail_code
+                record.status = code
+                extra: dict[str, str] = {}
+                error = _error(code, _STATUS_MESSAGES.get(code, f"fake failure {code}"))
+                if behaviour.retry_after is not None:
+                    extra["Retry-After"] = behaviour.retry_after
+                if behaviour.retry_info is not None:
+                    error["error"]["details"] = [{
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{behaviour.retry_info}s",
+                    }]
+                return code, extra, error
+
+        usage = {
+            "promptTokenCount": 10 + 258 * record.reference_count,
+            "candidatesTokenCount": 0,
+            "totalTokenCount": 0,
+            "thoughtsTokenCount": 0,
+        }
+        response: dict[str, Any] = {
+            "modelVersion": model,
+            "responseId": hashlib.sha256(f"{time.time_ns()}{prompt}".encode()).hexdigest()[:20],
+            "usageMetadata": usage,
+        }
+        if behaviour.block_prompt:
+            response["promptFeedback"] = {"blockReason": behaviour.block_prompt}
+            usage["totalTokenCount"] = usage["promptTokenCount"]
+            return 200, {}, response
+
+        parts: list[dict[str, Any]] = []
+        if behaviour.thoughts:
+            draft = _png((16, 16), prompt, draft=True)
+            record.thought_image_sha256.append(hashlib.sha256(draft).hexdigest())
+            parts.append({"text": "**Planning the image**\nLet me sketch a draft first.",
+                          "thought": True})
+            parts.append({"inlineData": {"mimeType": "image/png", "data": _b64(draft)},
+                          "thought": True})
+            usage["thoughtsTokenCount"] = 120
+
+        finish = behaviour.finish or "STOP"
+        if behaviour.finish or behaviour.text_only:
+            parts.append({"text": "I can describe it, but I did not draw an image this time."})
+        else:
+            size = image_size_for(image_config.get("aspectRatio"), image_config.get("imageSize"))
+            for _ in range(behaviour.images):
+                with self._lock:
+                    self._variants[prompt] += 1
+                    variant = self._variants[prompt]
+                png = _png(size, f"{prompt}#{variant}")
+                record.final_image_sha256.append(hashlib.sha256(png).hexdigest())
+                image_part: dict[str, Any] = {"inlineData": {"mimeType": "image/png",
+                                                             "data": _b64(png)}}
+                if not any("thoughtSignature" in p for p in parts):
+                    image_part["thoughtSignature"] = _b64(b"fake-signature")
+                parts.append(image_part)
+            parts.append({"text": "Here is your image."})
+            usage["candidatesTokenCount"] = 1290 * behaviour.images
+        usage["totalTokenCount"] = sum(
+            usage[k] for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
+        )
+        response["candidates"] = [{
+            "content": {"role": "model", "parts": parts},
+            "finishReason": finish,
+            "index": 0,
+        }]
+        return 200, {}, response
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message,
+                      "status": _STATUS_NAMES.get(code, "UNKNOWN")}}
+
+
+def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "FakeGemini/1.0"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def _send(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode()
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (its timeout); nothing to tell it.
+                self.close_connection = True
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            return json.loads(raw) if raw else {}
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/_requests":
+                with fake._lock:
+                    payload = [r.to_json() for r in fake.requests]
+                self._send(200, payload)
+            elif self.path in ("/", "/_health"):
+                self._send(200, {"ok": True})
+            else:
+                self._send(404, _error(404, f"Method not found: {self.path}"))
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.split("?", 1)[0]
+            try:
+                body = self._body()
+            except (ValueError, json.JSONDecodeError):
+                self._send(400, _error(400, "Invalid JSON payload received."))
+                return
+            if path == "/_control":
+                fake.queue(*[str(b).strip("[]") for b in body.get("queue", [])])
+                self._send(200, {"queued": len(fake._queue)})
+                return
+            if path == "/_reset":
+                fake.reset()
+                self._send(200, {"ok": True})
+                return
+            match = _PATH_RE.match(path)
+            if not match:
+                self._send(404, _error(404, f"Method not found: {path}"))
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                code, extra, payload = fake.handle_generate(
+                    match.group("version"), match.group("model"), headers, body
+                )
+            except Exception as exc:  # a bug here must not look like a dropped connection
+                self._send(500, _error(500, f"fake server error: {exc!r}"))
+                return
+            self._send(code, payload, extra)
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A local stand-in for Gemini's REST API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default=None, help="refuse any other key (default: any)")
+    args = parser.parse_args(argv)
+    fake = FakeGemini(args.host, args.port, api_key=args.api_key).start()
+    print(f"fake Gemini listening on {fake.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
