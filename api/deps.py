@@ -20,7 +20,9 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_tenant(state: StateDep, authorization: Annotated[str | None, Header()] = None) -> str | None:
+def get_tenant(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> str | None:
     """The caller's tenant; None when keys are off. Keys are compared in constant time."""
     tenants = state.settings.tenants_by_key
     if not tenants:
@@ -30,8 +32,12 @@ def get_tenant(state: StateDep, authorization: Annotated[str | None, Header()] =
         for key, tenant in tenants.items():
             if hmac.compare_digest(key.encode(), token.encode()):
                 return tenant
-    raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required",
-                   headers={"WWW-Authenticate": "Bearer"})
+    raise ApiError(
+        401,
+        "unauthorized",
+        "a valid 'Authorization: Bearer <key>' header is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 TenantDep = Annotated[str | None, Depends(get_tenant)]

@@ -45,12 +45,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "malformed_json", f"the body is not valid JSON: {_describe(errors)}")
+        return error_response(
+            400, "malformed_json", f"the body is not valid JSON: {_describe(errors)}"
+        )
     return error_response(422, "invalid_request", _describe(errors))
 
 
 _STATUS_CODES = {
-    404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    401: "unauthorized",
 }
 
 

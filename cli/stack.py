@@ -1,4 +1,4 @@
-"""Runs the service's processes: one part (`api`, `worker`) or the whole stack on one machine (`up`).
+"""Runs the service's processes: one part (`api`, `worker`) or the whole stack (`up`).
 
 `Stack` starts Redis if none answers, the Milvus Lite gRPC server (several processes can
 share Milvus Lite only through it), one worker per queue and the API, each a child process
@@ -7,6 +7,7 @@ in its own process group, and stops them all on Ctrl-C, SIGTERM, or when one die
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -38,7 +39,7 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode} while starting")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -73,11 +74,23 @@ def run_worker(queues: list[str], concurrency: int | None = None, pool: str | No
 
     chosen_pool, chosen_concurrency = default_pool(queues)
     name = "-".join(queues)
-    app.worker_main([
-        "worker", "--queues", ",".join(queues), "--pool", pool or chosen_pool,
-        "--concurrency", str(concurrency or chosen_concurrency), "--loglevel", "INFO",
-        "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(queues),
+            "--pool",
+            pool or chosen_pool,
+            "--concurrency",
+            str(concurrency or chosen_concurrency),
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def run_api(host: str, port: int) -> None:
@@ -109,11 +122,18 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            argv, env=self.child_env(), start_new_session=True, stdout=out,
+            argv,
+            env=self.child_env(),
+            start_new_session=True,
+            stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
         self.procs[name] = proc
         return proc
+
+    @staticmethod
+    def cli_argv() -> list[str]:
+        return _cli()
 
     def start(self) -> None:
         try:
@@ -134,10 +154,22 @@ class Stack:
         port = free_port()
         data = settings.data_dir.resolve() / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        proc = self.spawn("redis", [
-            "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-            "--appendonly", "yes", "--save", "",
-        ])
+        proc = self.spawn(
+            "redis",
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+        )
         wait_for_port("127.0.0.1", port, 20, proc)
         self.env["ASSETRAG_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         console.print(f"[dim]started a private redis-server on port {port} ({data})[/]")
@@ -150,10 +182,19 @@ class Stack:
         port = free_port()
         data = Path(uri).expanduser().resolve()
         data.parent.mkdir(parents=True, exist_ok=True)
-        proc = self.spawn("milvus", [
-            str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data),
-            "--host", "127.0.0.1", "--port", str(port),
-        ])
+        proc = self.spawn(
+            "milvus",
+            [
+                str(Path(sys.executable).parent / "milvus-lite"),
+                "server",
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+        )
         wait_for_port("127.0.0.1", port, 60, proc)
         self.env["ASSETRAG_MILVUS_URI"] = f"http://127.0.0.1:{port}"
         console.print(f"[dim]started the Milvus Lite server on port {port} ({data})[/]")
@@ -176,10 +217,8 @@ class Stack:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _cli() -> list[str]:
@@ -188,7 +227,7 @@ def _cli() -> list[str]:
 
 def _settings_overrides(env: dict[str, str]) -> dict[str, str]:
     prefix = "ASSETRAG_"
-    return {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
 
 
 def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
@@ -203,8 +242,10 @@ def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     stack.start()
     redis_url = stack.env.get("ASSETRAG_REDIS_URL", stack.settings().redis_url)
-    console.print(f"[bold green]assetrag is up[/] on http://{host}:{port}  "
-                  f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it")
+    console.print(
+        f"[bold green]assetrag is up[/] on http://{host}:{port}  "
+        f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it"
+    )
     try:
         while not stopping:
             if dead := stack.dead():

@@ -151,13 +151,24 @@ class JobStore:
         self, kind: JobKind, request: dict[str, Any], tenant: str | None = None, total: int = 0
     ) -> Job:
         job = Job(
-            id=new_job_id(), kind=kind, state=JobState.queued, created_at=time.time(),
-            tenant=tenant, progress=Progress(total=total),
+            id=new_job_id(),
+            kind=kind,
+            state=JobState.queued,
+            created_at=time.time(),
+            tenant=tenant,
+            progress=Progress(total=total),
         )
-        fields = {
-            "id": job.id, "kind": kind.value, "state": job.state.value,
-            "created_at": job.created_at, "tenant": tenant or "", "total": total,
-            "succeeded": 0, "failed": 0, "pending": 0, "request": json.dumps(request),
+        fields: dict[Any, Any] = {
+            "id": job.id,
+            "kind": kind.value,
+            "state": job.state.value,
+            "created_at": job.created_at,
+            "tenant": tenant or "",
+            "total": total,
+            "succeeded": 0,
+            "failed": 0,
+            "pending": 0,
+            "request": json.dumps(request),
         }
         pipe = self.redis.pipeline()
         pipe.hset(job_key(job.id), mapping=fields)
@@ -192,15 +203,19 @@ class JobStore:
         raw = self.redis.hget(job_key(job_id), "tenant")
         return _text(raw) or None if raw else None
 
-    def list(
-        self, kind: JobKind | None = None, state: JobState | None = None, limit: int = 50,
-        cursor: float | None = None, tenant: str | None = None,
+    def list_jobs(
+        self,
+        kind: JobKind | None = None,
+        state: JobState | None = None,
+        limit: int = 50,
+        cursor: float | None = None,
+        tenant: str | None = None,
     ) -> tuple[list[Job], float | None]:
         """Newest first; the cursor is the created_at of the last job returned."""
         jobs: list[Job] = []
-        upper: str = f"({cursor}" if cursor is not None else "+inf"
+        upper = f"({cursor}" if cursor is not None else "+inf"
         while len(jobs) < limit:
-            page = self.redis.zrevrangebyscore(
+            page: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
                 JOB_INDEX_KEY, upper, "-inf", start=0, num=limit * 2, withscores=True
             )
             if not page:
@@ -234,15 +249,20 @@ class JobStore:
         return self._finish(job_id, JobState.cancelled)
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
-        self.redis.hset(job_key(job_id), "error", ErrorInfo(code=code, message=message).model_dump_json())
+        self.redis.hset(
+            job_key(job_id), "error", ErrorInfo(code=code, message=message).model_dump_json()
+        )
         return self._finish(job_id, JobState.failed)
 
     def complete(
-        self, job_id: str, result: dict[str, Any], progress: Progress | None = None,
+        self,
+        job_id: str,
+        result: dict[str, Any],
+        progress: Progress | None = None,
         errors: Iterable[ItemError] = (),
     ) -> bool:
         key = job_key(job_id)
-        fields: dict[str, Any] = {"result": json.dumps(result)}
+        fields: dict[Any, Any] = {"result": json.dumps(result)}
         if progress is not None:
             fields |= progress.model_dump()
         pipe = self.redis.pipeline()
@@ -256,7 +276,11 @@ class JobStore:
         self.redis.hset(job_key(job_id), "result", json.dumps(result))
 
     def complete_batch(
-        self, job_id: str, batch_id: str, succeeded: int, errors: list[ItemError],
+        self,
+        job_id: str,
+        batch_id: str,
+        succeeded: int,
+        errors: list[ItemError],
         asset_ids: dict[int, str],
     ) -> bool:
         """Counts a batch once; returns True when this batch finished the job."""

@@ -41,9 +41,12 @@ def create_collection(body: CollectionCreate, state: StateDep) -> CollectionInfo
     model = state.settings.clip_model
     dimension = state.models.dimension(model)
     if dimension is None:
-        raise ApiError(503, "model_not_loaded",
-                       f"the dimension of {model} is unknown until a worker loads it; "
-                       "embed into the collection instead (it is created on first use)")
+        raise ApiError(
+            503,
+            "model_not_loaded",
+            f"the dimension of {model} is unknown until a worker loads it; "
+            "embed into the collection instead (it is created on first use)",
+        )
     existing = next((c for c in state.vectors.list_collections() if c.name == body.name), None)
     if existing is not None:
         raise ApiError(409, "collection_exists", f"collection {body.name} already exists")
@@ -78,5 +81,8 @@ def asset_content(name: str, asset_id: str, state: StateDep) -> Response:
     except BlobNotFound as exc:
         raise ApiError(404, "content_not_found", f"the bytes of {asset_id} are gone") from exc
     # Content-addressed: the bytes behind an asset id never change.
-    return Response(data, media_type=record.mime_type,
-                    headers={"Cache-Control": "private, max-age=31536000, immutable"})
+    return Response(
+        data,
+        media_type=record.mime_type,
+        headers={"Cache-Control": "private, max-age=31536000, immutable"},
+    )

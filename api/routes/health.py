@@ -36,7 +36,8 @@ def readyz(state: StateDep) -> JSONResponse:
     except Exception as exc:
         checks["milvus"] = f"error: {exc}"
     ready = (
-        checks["redis"] == "ok" and checks["milvus"] == "ok"
+        checks["redis"] == "ok"
+        and checks["milvus"] == "ok"
         and all(checks["queues"].get(q) for q in QUEUES)
     )
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)

@@ -52,8 +52,13 @@ async def wait_for(state: AppState, job: Job, wait: float | None) -> Job:
 
 
 async def submit(
-    state: AppState, kind: JobKind, task: str, body: BaseModel, tenant: str | None,
-    idempotency_key: str | None, wait: float | None,
+    state: AppState,
+    kind: JobKind,
+    task: str,
+    body: BaseModel,
+    tenant: str | None,
+    idempotency_key: str | None,
+    wait: float | None,
 ) -> JSONResponse:
     request = body.model_dump(mode="json", exclude_none=True)
     job = _reuse(state, tenant, idempotency_key, request)
@@ -85,7 +90,9 @@ def _reuse(
         return None
     record = json.loads(raw)
     if record["body"] != _body_hash(request):
-        raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with another body")
+        raise ApiError(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with another body"
+        )
     return state.jobs.get(record["job_id"])
 
 
@@ -106,7 +113,9 @@ def _require_collection(state: AppState, name: str) -> None:
 
 def _check_text(text: str, limit: int, what: str) -> None:
     if len(text) > limit:
-        raise ApiError(422, f"{what}_too_long", f"the {what} is {len(text)} characters; the limit is {limit}")
+        raise ApiError(
+            422, f"{what}_too_long", f"the {what} is {len(text)} characters; the limit is {limit}"
+        )
 
 
 def _check_assets(state: AppState, collection: str, asset_ids: list[str]) -> None:
@@ -124,29 +133,44 @@ def _check_uploads(state: AppState, upload_ids: list[str], tenant: str | None) -
 
 @router.post("/embed", status_code=202, response_model=Job)
 async def submit_embed(
-    body: EmbedRequest, state: StateDep, tenant: TenantDep,
-    idempotency_key: IdempotencyHeader = None, wait: WaitQuery = None,
+    body: EmbedRequest,
+    state: StateDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
 ) -> JSONResponse:
     settings = state.settings
     if len(body.items) > settings.max_items_per_job:
-        raise ApiError(413, "too_many_items", f"{len(body.items)} items; the limit is {settings.max_items_per_job}")
+        raise ApiError(
+            413,
+            "too_many_items",
+            f"{len(body.items)} items; the limit is {settings.max_items_per_job}",
+        )
     if body.directory is not None:
         try:
             resolve_library_path(body.directory.path, settings.library_roots)
         except SourceRejected as exc:
             raise ApiError(422, exc.code, exc.message) from exc
-    existing = next((c for c in state.vectors.list_collections() if c.name == body.collection), None)
+    existing = next(
+        (c for c in state.vectors.list_collections() if c.name == body.collection), None
+    )
     if existing is not None and existing.model != settings.clip_model:
-        raise ApiError(409, "model_mismatch",
-                       f"collection {body.collection} holds {existing.model} embeddings; "
-                       f"this service runs {settings.clip_model}")
+        raise ApiError(
+            409,
+            "model_mismatch",
+            f"collection {body.collection} holds {existing.model} embeddings; "
+            f"this service runs {settings.clip_model}",
+        )
     return await submit(state, JobKind.embed, PLAN_EMBED, body, tenant, idempotency_key, wait)
 
 
 @router.post("/search", status_code=202, response_model=Job)
 async def submit_search(
-    body: SearchRequest, state: StateDep, tenant: TenantDep,
-    idempotency_key: IdempotencyHeader = None, wait: WaitQuery = None,
+    body: SearchRequest,
+    state: StateDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
 ) -> JSONResponse:
     _require_collection(state, body.collection)
     for query in body.queries:
@@ -159,12 +183,18 @@ async def submit_search(
 
 @router.post("/generate", status_code=202, response_model=Job)
 async def submit_generate(
-    body: GenerateRequest, state: StateDep, tenant: TenantDep,
-    idempotency_key: IdempotencyHeader = None, wait: WaitQuery = None,
+    body: GenerateRequest,
+    state: StateDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
 ) -> JSONResponse:
     if not state.settings.gemini_api_key:
-        raise ApiError(503, "generator_not_configured",
-                       "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)")
+        raise ApiError(
+            503,
+            "generator_not_configured",
+            "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)",
+        )
     _check_text(body.prompt, state.settings.max_prompt_chars, "prompt")
     if body.references is not None or body.save_to_collection:
         _require_collection(state, body.collection)
@@ -182,17 +212,21 @@ async def read_job(job: JobDep, state: StateDep, wait: WaitQuery = None) -> dict
 
 @router.get("", response_model=JobList)
 def list_jobs(
-    state: StateDep, tenant: TenantDep, kind: JobKind | None = None, job_state: Annotated[
-        JobState | None, Query(alias="state")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None,
+    state: StateDep,
+    tenant: TenantDep,
+    kind: JobKind | None = None,
+    job_state: Annotated[JobState | None, Query(alias="state")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     try:
         after = float(cursor) if cursor else None
     except ValueError as exc:
         raise ApiError(422, "invalid_cursor", "cursor must come from a previous page") from exc
-    jobs, next_cursor = state.jobs.list(kind, job_state, limit, after, tenant)
+    jobs, next_cursor = state.jobs.list_jobs(kind, job_state, limit, after, tenant)
     return {
-        "data": [job_json(j) for j in jobs], "count": len(jobs),
+        "data": [job_json(j) for j in jobs],
+        "count": len(jobs),
         "next_cursor": None if next_cursor is None else repr(next_cursor),
     }
 
@@ -209,7 +243,8 @@ def cancel_job(job: JobDep, state: StateDep) -> dict[str, Any]:
 async def job_events(job: JobDep, state: StateDep) -> StreamingResponse:
     """Server-sent events: one `progress` event per change, then `done` with the final job."""
     return StreamingResponse(
-        _event_stream(state, job.id), media_type="text/event-stream",
+        _event_stream(state, job.id),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -244,5 +279,6 @@ def generated_image(job: JobDep, number: int, state: StateDep) -> Response:
         data = state.blobs.get(generated_key(job.id, number))
     except BlobNotFound as exc:
         raise ApiError(404, "image_not_found", f"job {job.id} image {number} is gone") from exc
-    return Response(data, media_type=image["mime_type"],
-                    headers={"Cache-Control": "private, max-age=86400"})
+    return Response(
+        data, media_type=image["mime_type"], headers={"Cache-Control": "private, max-age=86400"}
+    )

@@ -22,14 +22,17 @@ _STATUS = {"decompression_bomb": 413}
 async def _read_capped(file: UploadFile, limit: int) -> bytes:
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "file_too_large", f"{file.filename} is over the {limit}-byte upload limit")
+        raise ApiError(
+            413, "file_too_large", f"{file.filename} is over the {limit}-byte upload limit"
+        )
     return data
 
 
 @router.post("", status_code=201, response_model=UploadsResponse)
 async def upload_files(
     files: Annotated[list[UploadFile], File(description="one or many image files")],
-    state: StateDep, tenant: TenantDep,
+    state: StateDep,
+    tenant: TenantDep,
 ) -> UploadsResponse:
     """Every file is checked before any is stored: one bad file refuses the request whole."""
     settings = state.settings
@@ -42,8 +45,12 @@ async def upload_files(
         except ImageRejected as exc:
             raise ApiError(_STATUS.get(exc.code, 415), exc.code, f"{name}: {exc.message}") from exc
         upload = Upload(
-            upload_id=new_upload_id(), filename=name[:1024], bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), content_type=info.mime_type, tenant=tenant,
+            upload_id=new_upload_id(),
+            filename=name[:1024],
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_type=info.mime_type,
+            tenant=tenant,
         )
         accepted.append((upload, data))
     for upload, data in accepted:

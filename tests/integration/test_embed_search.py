@@ -15,14 +15,18 @@ pytestmark = pytest.mark.integration
 
 
 def upload(stack: RunningStack, blobs: list[bytes], name: str = "img") -> list[str]:
-    files = [("files", (f"{name}_{i}.png", io.BytesIO(b), "image/png")) for i, b in enumerate(blobs)]
+    files = [
+        ("files", (f"{name}_{i}.png", io.BytesIO(b), "image/png")) for i, b in enumerate(blobs)
+    ]
     response = stack.client.post("/v1/uploads", files=files)
     assert response.status_code == 201, response.text
     return [u["upload_id"] for u in response.json()["uploads"]]
 
 
 def embed(stack: RunningStack, collection: str, items: list[dict], **extra: object) -> dict:
-    response = stack.client.post("/v1/jobs/embed", json={"collection": collection, "items": items, **extra})
+    response = stack.client.post(
+        "/v1/jobs/embed", json={"collection": collection, "items": items, **extra}
+    )
     assert response.status_code in (200, 202), response.text
     return stack.wait_job(response.json()["id"])
 
@@ -30,7 +34,10 @@ def embed(stack: RunningStack, collection: str, items: list[dict], **extra: obje
 def test_uploaded_images_each_find_themselves_first(stack: RunningStack) -> None:
     blobs = [make_image(seed) for seed in range(20)]
     ids = upload(stack, blobs)
-    items = [{"upload_id": u, "metadata": {"group": "even" if i % 2 == 0 else "odd"}} for i, u in enumerate(ids)]
+    items = [
+        {"upload_id": u, "metadata": {"group": "even" if i % 2 == 0 else "odd"}}
+        for i, u in enumerate(ids)
+    ]
     job = embed(stack, "selfsearch", items)
     assert job["state"] == "completed", job
     assert job["progress"] == {"total": 20, "succeeded": 20, "failed": 0}
@@ -39,7 +46,8 @@ def test_uploaded_images_each_find_themselves_first(stack: RunningStack) -> None
 
     queries = [{"upload_id": u} for u in ids[:5]] + [{"asset_id": a} for a in asset_ids[5:10]]
     response = stack.client.post(
-        "/v1/jobs/search", params={"wait": 20},
+        "/v1/jobs/search",
+        params={"wait": 20},
         json={"collection": "selfsearch", "queries": queries, "top_k": 5},
     )
     assert response.status_code == 200, response.text
@@ -59,11 +67,17 @@ def test_uploaded_images_each_find_themselves_first(stack: RunningStack) -> None
 
 def test_text_search_filter_and_min_score(stack: RunningStack) -> None:
     ids = upload(stack, [make_image(100 + i) for i in range(12)])
-    items = [{"upload_id": u, "metadata": {"group": "a" if i < 4 else "b"}} for i, u in enumerate(ids)]
+    items = [
+        {"upload_id": u, "metadata": {"group": "a" if i < 4 else "b"}} for i, u in enumerate(ids)
+    ]
     assert embed(stack, "textsearch", items)["state"] == "completed"
     long_text = " ".join(["red silk shawl with gold trim"] * 40)  # far past CLIP's 77 tokens
-    body = {"collection": "textsearch", "queries": [{"text": "a red dress"}, {"text": long_text}],
-            "top_k": 10, "filter": {"group": "a"}}
+    body = {
+        "collection": "textsearch",
+        "queries": [{"text": "a red dress"}, {"text": long_text}],
+        "top_k": 10,
+        "filter": {"group": "a"},
+    }
     job = stack.client.post("/v1/jobs/search", params={"wait": 20}, json=body).json()
     assert job["state"] == "completed", job
     for hits in job["result"]["results"]:
@@ -82,7 +96,12 @@ def test_directory_job_with_bad_files_and_duplicates(stack: RunningStack) -> Non
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.png").write_bytes(b"this is not an image")
     (folder / "truncated.png").write_bytes((folder / "img_00001.png").read_bytes()[:200])
-    job = embed(stack, "mixed", [{"path": "/etc/passwd"}], directory={"path": str(folder), "pattern": "*.png"})
+    job = embed(
+        stack,
+        "mixed",
+        [{"path": "/etc/passwd"}],
+        directory={"path": str(folder), "pattern": "*.png"},
+    )
     assert job["state"] == "completed", job
     assert job["progress"]["total"] == 35
     assert job["progress"]["succeeded"] == 31
@@ -95,8 +114,9 @@ def test_directory_job_with_bad_files_and_duplicates(stack: RunningStack) -> Non
 def test_progress_events_and_cancel(stack: RunningStack) -> None:
     folder = stack.library / "big"
     write_images(folder, 400, start=1000)
-    response = stack.client.post("/v1/jobs/embed", json={
-        "collection": "cancelme", "directory": {"path": str(folder)}})
+    response = stack.client.post(
+        "/v1/jobs/embed", json={"collection": "cancelme", "directory": {"path": str(folder)}}
+    )
     job_id = response.json()["id"]
     events = []
     with stack.client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:

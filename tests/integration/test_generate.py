@@ -1,4 +1,4 @@
-"""Generation through the real worker path: API → generate worker → google-genai SDK → fake Gemini."""
+"""Generation through the real worker path: API → generate worker → google-genai → fake Gemini."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ COLLECTION = "genrefs"
 
 @pytest.fixture(scope="module")
 def references(stack: RunningStack) -> list[str]:
-    files = [("files", (f"ref_{i}.png", io.BytesIO(make_image(500 + i, size=(1600, 900))), "image/png"))
-             for i in range(4)]
+    files = [
+        ("files", (f"ref_{i}.png", io.BytesIO(make_image(500 + i, size=(1600, 900))), "image/png"))
+        for i in range(4)
+    ]
     uploads = stack.client.post("/v1/uploads", files=files).json()["uploads"]
-    job = stack.client.post("/v1/jobs/embed", json={
-        "collection": COLLECTION, "items": [{"upload_id": u["upload_id"]} for u in uploads]}).json()
+    job = stack.client.post(
+        "/v1/jobs/embed",
+        json={"collection": COLLECTION, "items": [{"upload_id": u["upload_id"]} for u in uploads]},
+    ).json()
     job = stack.wait_job(job["id"])
     assert job["state"] == "completed", job
     return list(job["result"]["asset_ids"])
@@ -40,8 +44,13 @@ def test_generation_with_named_references_and_image_config(
     stack: RunningStack, references: list[str], fake_gemini: Any
 ) -> None:
     prompt = "a poster of the red shawl, studio light"
-    job = generate(stack, prompt=prompt, references={"asset_ids": references[:2]},
-                   aspect_ratio="16:9", image_size="2K")
+    job = generate(
+        stack,
+        prompt=prompt,
+        references={"asset_ids": references[:2]},
+        aspect_ratio="16:9",
+        image_size="2K",
+    )
     assert job["state"] == "completed", job
     result = job["result"]
     assert result["references"] == references[:2]
@@ -60,7 +69,9 @@ def test_generation_with_named_references_and_image_config(
     assert "image/jpeg" in request.reference_mime_types
 
 
-def test_thought_parts_are_not_results(stack: RunningStack, references: list[str], fake_gemini: Any) -> None:
+def test_thought_parts_are_not_results(
+    stack: RunningStack, references: list[str], fake_gemini: Any
+) -> None:
     prompt = "thoughtful variant"
     job = generate(stack, prompt=prompt, references={"asset_ids": references[:1]})
     [request] = fake_gemini.requests_for(prompt)
@@ -74,8 +85,13 @@ def test_thought_parts_are_not_results(stack: RunningStack, references: list[str
 def test_query_references_count_and_lineage(
     stack: RunningStack, references: list[str], fake_gemini: Any
 ) -> None:
-    job = generate(stack, prompt="a catalogue page [slow:1]", references={"query": "red dress", "top_k": 3},
-                   count=3, save_to_collection=True)
+    job = generate(
+        stack,
+        prompt="a catalogue page [slow:1]",
+        references={"query": "red dress", "top_k": 3},
+        count=3,
+        save_to_collection=True,
+    )
     assert job["state"] == "completed", job
     result = job["result"]
     assert len(result["references"]) == 3 and set(result["references"]) <= set(references)
@@ -90,8 +106,11 @@ def test_query_references_count_and_lineage(
         assert lineage["references"] == result["references"]
         assert lineage["prompt"].startswith("a catalogue page")
         assert lineage["model"] == result["model"]
-    hits = stack.client.post("/v1/jobs/search", params={"wait": 20}, json={
-        "collection": COLLECTION, "queries": [{"asset_id": result["images"][0]["asset_id"]}]}).json()
+    hits = stack.client.post(
+        "/v1/jobs/search",
+        params={"wait": 20},
+        json={"collection": COLLECTION, "queries": [{"asset_id": result["images"][0]["asset_id"]}]},
+    ).json()
     assert hits["result"]["results"][0][0]["asset_id"] == result["images"][0]["asset_id"]
 
 
@@ -102,13 +121,18 @@ def test_retry_then_success(stack: RunningStack, fake_gemini: Any) -> None:
     assert len(fake_gemini.requests_for("busy upstream")) == 3
 
 
-@pytest.mark.parametrize(("prompt", "code", "reason"), [
-    ("unsafe [block:prompt]", "blocked", "SAFETY"),
-    ("unsafe image [block:image]", "blocked", "IMAGE_SAFETY"),
-    ("just words [text-only]", "no_image", None),
-    ("broken upstream [fail:500]", "upstream_error", None),
-])
-def test_failures_fail_the_job_clearly(stack: RunningStack, prompt: str, code: str, reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("prompt", "code", "reason"),
+    [
+        ("unsafe [block:prompt]", "blocked", "SAFETY"),
+        ("unsafe image [block:image]", "blocked", "IMAGE_SAFETY"),
+        ("just words [text-only]", "no_image", None),
+        ("broken upstream [fail:500]", "upstream_error", None),
+    ],
+)
+def test_failures_fail_the_job_clearly(
+    stack: RunningStack, prompt: str, code: str, reason: str | None
+) -> None:
     job = generate(stack, prompt=prompt)
     assert job["state"] == "failed"
     assert job["error"]["code"] == code
@@ -120,8 +144,12 @@ def test_failures_fail_the_job_clearly(stack: RunningStack, prompt: str, code: s
 
 def test_many_slow_calls_run_concurrently(stack: RunningStack) -> None:
     started = time.monotonic()
-    ids = [stack.client.post("/v1/jobs/generate", json={
-        "collection": COLLECTION, "prompt": f"slow job {i} [slow:2]"}).json()["id"] for i in range(12)]
+    ids = [
+        stack.client.post(
+            "/v1/jobs/generate", json={"collection": COLLECTION, "prompt": f"slow job {i} [slow:2]"}
+        ).json()["id"]
+        for i in range(12)
+    ]
     jobs = [stack.wait_job(i) for i in ids]
     assert all(j["state"] == "completed" for j in jobs)
     assert time.monotonic() - started < 10, "twelve 2-second calls must overlap"
@@ -129,13 +157,34 @@ def test_many_slow_calls_run_concurrently(stack: RunningStack) -> None:
 
 def test_submit_refusals(stack: RunningStack, references: list[str]) -> None:
     post = stack.client.post
-    assert post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": ""}).status_code == 422
-    assert post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "x" * 20000}).status_code == 422
-    assert post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "count": 5}).status_code == 422
-    bad_ratio = post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "aspect_ratio": "7:3"})
+    assert (
+        post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": ""}).status_code == 422
+    )
+    assert (
+        post(
+            "/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "x" * 20000}
+        ).status_code
+        == 422
+    )
+    assert (
+        post(
+            "/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "count": 5}
+        ).status_code
+        == 422
+    )
+    bad_ratio = post(
+        "/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "aspect_ratio": "7:3"}
+    )
     assert bad_ratio.status_code == 422
-    assert post("/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "image_size": "8K"}).status_code == 422
-    missing = post("/v1/jobs/generate", json={
-        "collection": COLLECTION, "prompt": "p", "references": {"asset_ids": ["0" * 64]}})
+    assert (
+        post(
+            "/v1/jobs/generate", json={"collection": COLLECTION, "prompt": "p", "image_size": "8K"}
+        ).status_code
+        == 422
+    )
+    missing = post(
+        "/v1/jobs/generate",
+        json={"collection": COLLECTION, "prompt": "p", "references": {"asset_ids": ["0" * 64]}},
+    )
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "asset_not_found"

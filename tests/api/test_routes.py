@@ -1,0 +1,184 @@
+"""The HTTP contract in-process (lifespan run): validation, refusals, idempotency, auth, health."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.settings import Settings
+from tests.utils import make_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def error_code(response: object) -> str:
+    return response.json()["error"]["code"]  # type: ignore[attr-defined]
+
+
+def upload(api: TestClient, data: bytes, name: str = "a.png") -> object:
+    return api.post("/v1/uploads", files=[("files", (name, io.BytesIO(data), "image/png"))])
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_importing_the_api_loads_no_model_stack() -> None:
+    code = (
+        "import importlib, pkgutil, sys, api\n"
+        "for m in pkgutil.walk_packages(api.__path__, 'api.'): importlib.import_module(m.name)\n"
+        "heavy = [x for x in ('torch', 'clip', 'torchvision', 'shared.clip_encoder') if x in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_uploads_are_checked_by_content(api: TestClient) -> None:
+    ok = upload(api, make_image(1), "photo.jpg")
+    assert ok.status_code == 201  # type: ignore[attr-defined]
+    [record] = ok.json()["uploads"]  # type: ignore[attr-defined]
+    assert record["content_type"] == "image/png" and record["filename"] == "photo.jpg"
+    assert set(record) == {"upload_id", "filename", "bytes", "sha256", "content_type"}
+    for data, status, code in [
+        (b"", 415, "empty_file"),
+        (b"hello, not an image", 415, "not_an_image"),
+        (make_image(2)[:150], 415, "corrupt_image"),
+        (png_header_claiming(50_000, 50_000), 413, "decompression_bomb"),
+    ]:
+        response = upload(api, data)
+        assert response.status_code == status, response.text  # type: ignore[attr-defined]
+        assert error_code(response) == code
+
+
+def test_one_bad_file_refuses_the_whole_upload(api: TestClient, redis_client: object) -> None:
+    files = [("files", ("good.png", io.BytesIO(make_image(3)), "image/png")),
+             ("files", ("bad.png", io.BytesIO(b"nope"), "image/png"))]
+    response = api.post("/v1/uploads", files=files)
+    assert response.status_code == 415 and "bad.png" in response.json()["error"]["message"]
+    assert not list(redis_client.scan_iter("assetrag:upload:*"))  # type: ignore[attr-defined]
+
+
+def test_upload_size_limit(settings: Settings) -> None:
+    from api.main import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 1000})
+    with TestClient(create_app(small)) as client:
+        response = upload(client, make_image(4, size=(300, 300)))
+        assert response.status_code == 413 and error_code(response) == "file_too_large"
+
+
+def test_malformed_json_and_validation(api: TestClient) -> None:
+    response = api.post("/v1/jobs/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and error_code(response) == "malformed_json"
+    for body in [
+        {"collection": "c", "queries": [{"text": "x"}], "top_k": 0},
+        {"collection": "c", "queries": [{"text": "x"}], "top_k": 101},
+        {"collection": "c", "queries": [{"text": "   "}]},
+        {"collection": "c", "queries": []},
+        {"collection": "c", "queries": [{"text": "x", "asset_id": "0" * 64}]},
+        {"collection": "bad name!", "queries": [{"text": "x"}]},
+        {"collection": "c", "queries": [{"text": "x"}], "filter": {"a b": 1}},
+    ]:
+        response = api.post("/v1/jobs/search", json=body)
+        assert response.status_code == 422, body
+        assert error_code(response) == "invalid_request"
+    for body in [{"collection": "c"}, {"collection": "c", "items": [{"metadata": {}}]},
+                 {"collection": "c", "items": [{"url": "ftp://example.com/a.png"}]}]:
+        assert api.post("/v1/jobs/embed", json=body).status_code == 422, body
+
+
+def test_unknown_things_answer_404(api: TestClient) -> None:
+    search = api.post("/v1/jobs/search", json={"collection": "nosuch", "queries": [{"text": "x"}]})
+    assert search.status_code == 404 and error_code(search) == "collection_not_found"
+    assert api.get("/v1/jobs/does-not-exist-at-all-123").status_code == 404
+    assert error_code(api.get("/v1/jobs/abc")) == "job_not_found"
+    assert api.get("/v1/collections/nosuch").status_code == 404
+    assert api.get(f"/v1/collections/nosuch/assets/{'0' * 64}").status_code == 404
+    assert api.get("/v1/nothing-here").status_code == 404
+
+
+def test_overlong_query_is_refused(api: TestClient, settings: Settings) -> None:
+    from shared.vectors import VectorStore
+
+    VectorStore(settings.resolved_milvus_uri).ensure_collection("c", 48, settings.clip_model)
+    text = "word " * 1000
+    response = api.post("/v1/jobs/search", json={"collection": "c", "queries": [{"text": text}]})
+    assert response.status_code == 422 and error_code(response) == "query_too_long"
+    unknown_upload = api.post("/v1/jobs/search", json={"collection": "c", "queries": [{"upload_id": "u" * 24}]})
+    assert unknown_upload.status_code == 404 and error_code(unknown_upload) == "upload_not_found"
+
+
+def test_server_paths_outside_roots_are_refused_at_submit(api: TestClient) -> None:
+    response = api.post("/v1/jobs/embed", json={"collection": "c", "directory": {"path": "/etc"}})
+    assert response.status_code == 422 and error_code(response) == "path_outside_roots"
+
+
+def test_generate_without_a_key_is_refused(settings: Settings) -> None:
+    from api.main import create_app
+
+    keyless = settings.model_copy(update={"gemini_api_key": None})
+    with TestClient(create_app(keyless)) as client:
+        response = client.post("/v1/jobs/generate", json={"collection": "c", "prompt": "a cat"})
+        assert response.status_code == 503 and error_code(response) == "generator_not_configured"
+
+
+def test_idempotency_key(api: TestClient) -> None:
+    body = {"collection": "c", "items": [{"upload_id": "x" * 24}]}
+    first = api.post("/v1/jobs/embed", json=body, headers={"Idempotency-Key": "k1"}).json()
+    again = api.post("/v1/jobs/embed", json=body, headers={"Idempotency-Key": "k1"}).json()
+    assert first["id"] == again["id"]
+    other = api.post("/v1/jobs/embed", json={**body, "collection": "d"}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 422 and error_code(other) == "idempotency_key_reused"
+    listed = api.get("/v1/jobs", params={"kind": "embed"}).json()
+    assert [j["id"] for j in listed["data"]] == [first["id"]]
+
+
+def test_cancel_and_wait(api: TestClient) -> None:
+    job = api.post("/v1/jobs/embed", json={"collection": "c", "items": [{"upload_id": "x" * 24}]}).json()
+    assert job["state"] == "queued"
+    held = api.get(f"/v1/jobs/{job['id']}", params={"wait": 0.5}).json()
+    assert held["state"] == "queued"
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    assert error_code(api.post(f"/v1/jobs/{job['id']}/cancel")) == "job_finished"
+    assert api.get("/v1/jobs", params={"wait": 99}).status_code == 200  # wait only on one job
+    assert api.get(f"/v1/jobs/{job['id']}", params={"wait": 31}).status_code == 422
+
+
+def test_api_keys_scope_jobs_to_tenants(settings: Settings) -> None:
+    from api.main import create_app
+
+    keyed = settings.model_copy(update={"api_keys": ["k-alpha:alpha", "k-beta:beta"]})
+    with TestClient(create_app(keyed)) as client:
+        body = {"collection": "c", "items": [{"upload_id": "x" * 24}]}
+        assert error_code(client.post("/v1/jobs/embed", json=body)) == "unauthorized"
+        bad = client.post("/v1/jobs/embed", json=body, headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+        job = client.post("/v1/jobs/embed", json=body, headers={"Authorization": "Bearer k-alpha"}).json()
+        assert client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-alpha"}).status_code == 200
+        assert client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-beta"}).status_code == 404
+        assert client.get("/healthz").status_code == 200
+
+
+def test_health_readiness_metrics_and_docs(api: TestClient) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 503  # no workers in this test
+    assert ready.json()["redis"] == "ok" and ready.json()["milvus"] == "ok"
+    api.post("/v1/jobs/embed", json={"collection": "c", "items": [{"upload_id": "x" * 24}]})
+    metrics = api.get("/metrics").text
+    assert 'assetrag_jobs_submitted_total{kind="embed"}' in metrics
+    assert "assetrag_http_request_seconds" in metrics
+    assert "/v1/jobs/search" in api.get("/openapi.json").json()["paths"]
+    assert api.get("/docs").status_code == 200
+    assert api.get("/").status_code == 200

@@ -1,0 +1,49 @@
+"""Crash safety: an embed worker SIGKILLed mid-job loses nothing and stores nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import RunningStack
+from tests.utils import write_images
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def embed_hosts(stack: RunningStack) -> list[str]:
+    return list(stack.client.get("/readyz").json()["queues"]["embed"])
+
+
+def test_sigkill_an_embed_worker_mid_job(stack: RunningStack) -> None:
+    folder = stack.library / "crash"
+    write_images(folder, 240, start=5000)
+    before = len(embed_hosts(stack))
+    stack.stack.spawn("worker-embed-2", [*stack.stack.cli_argv(), "worker", "--queues", "embed"])
+    wait_for(lambda: len(embed_hosts(stack)) > before, 60, "a second embed worker")
+
+    job_id = stack.client.post("/v1/jobs/embed", json={
+        "collection": "crash", "directory": {"path": str(folder)}}).json()["id"]
+    wait_for(lambda: stack.client.get(f"/v1/jobs/{job_id}").json()["progress"]["succeeded"] >= 16,
+             60, "the job to make progress")
+    victim = stack.stack.procs.pop("worker-embed")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    job = stack.wait_job(job_id, timeout_s=180)
+    assert job["state"] == "completed", job
+    assert job["progress"] == {"total": 240, "succeeded": 240, "failed": 0}
+    assert len(set(job["result"]["asset_ids"])) == 240
+    assert stack.client.get("/v1/collections/crash").json()["count"] == 240
