@@ -56,24 +56,27 @@ logger = logging.getLogger(__name__)
 GenerationErrorCode = str
 
 #: finish reasons that mean the answer was withheld (a block), not that the model chose text
-BLOCK_FINISH_REASONS = frozenset({
-    "SAFETY",
-    "RECITATION",
-    "BLOCKLIST",
-    "PROHIBITED_CONTENT",
-    "SPII",
-    "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT",
-    "IMAGE_RECITATION",
-    "MODEL_ARMOR",
-    "JAILBREAK",
-})
+BLOCK_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+        "JAILBREAK",
+    }
+)
 _BLOCK_MARKERS = ("SAFETY", "PROHIBITED", "BLOCK", "RECITATION")
 
 #: HTTP statuses retried: request timeout, rate limit, server errors
 RETRY_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})
-RETRY_RPC_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED",
-                                "INTERNAL"})
+RETRY_RPC_STATUSES = frozenset(
+    {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"}
+)
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -232,7 +235,9 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
     logger.warning(
         "gemini attempt %d failed (%s); retrying in %.2fs",
-        retry_state.attempt_number, exc, sleep,
+        retry_state.attempt_number,
+        exc,
+        sleep,
     )
 
 
@@ -316,8 +321,11 @@ class GeminiGenerator:
         not_configured.
         """
         if self.client is None:
-            raise GenerationError("not_configured", "no Gemini API key is configured "
-                                  "(ASSETRAG_GEMINI_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY)")
+            raise GenerationError(
+                "not_configured",
+                "no Gemini API key is configured "
+                "(ASSETRAG_GEMINI_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY)",
+            )
         parts = [types.Part.from_text(text=prompt)]
         parts += [types.Part.from_bytes(data=data, mime_type=mime) for data, mime in references]
         contents = [types.Content(role="user", parts=parts)]

@@ -12,8 +12,15 @@ from shared.jobs import KEY_PREFIX
 
 # Dimensions of OpenAI's published CLIP models, for before any worker has loaded one.
 KNOWN_DIMENSIONS = {
-    "RN50": 1024, "RN101": 512, "RN50x4": 640, "RN50x16": 768, "RN50x64": 1024,
-    "ViT-B/32": 512, "ViT-B/16": 512, "ViT-L/14": 768, "ViT-L/14@336px": 768,
+    "RN50": 1024,
+    "RN101": 512,
+    "RN50x4": 640,
+    "RN50x16": 768,
+    "RN50x64": 1024,
+    "ViT-B/32": 512,
+    "ViT-B/16": 512,
+    "ViT-L/14": 768,
+    "ViT-L/14@336px": 768,
 }
 
 

@@ -74,14 +74,17 @@ class UploadRegistry:
             return []
         raws = self.redis.mget([self._key(u) for u in upload_ids])
         return [
-            uid for uid, raw in zip(upload_ids, raws, strict=True)
+            uid
+            for uid, raw in zip(upload_ids, raws, strict=True)
             if raw is None or json.loads(raw).get("tenant") != tenant
         ]
 
     def read(self, upload_id: str, tenant: str | None = None) -> tuple[bytes, Upload]:
         upload = self.get(upload_id, tenant)
         if upload is None:
-            raise SourceRejected("upload_not_found", f"upload {upload_id} does not exist or expired")
+            raise SourceRejected(
+                "upload_not_found", f"upload {upload_id} does not exist or expired"
+            )
         try:
             return self.blobs.get(upload_key(upload_id)), upload
         except BlobNotFound as exc:
@@ -168,7 +171,9 @@ def fetch_url(url: str, max_bytes: int, timeout_s: float, allow_private: bool = 
             if not allow_private:
                 # Checked before connecting; DNS answers could still change in between,
                 # which a deployment closes with an egress proxy.
-                check_public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+                check_public_host(
+                    parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+                )
             try:
                 with client.stream("GET", url) as response:
                     if response.is_redirect:

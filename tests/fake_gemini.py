@@ -172,8 +172,10 @@ def _png(size: tuple[int, int], seed: str, *, draft: bool = False) -> bytes:
     draw = ImageDraw.Draw(img)
     # A stripe in the complementary colour, placed by the hash, so images are not flat fills.
     x = digest[3] % max(1, size[0])
-    draw.rectangle([x, 0, min(size[0] - 1, x + max(1, size[0] // 8)), size[1] - 1],
-                   fill=tuple(255 - c for c in color))
+    draw.rectangle(
+        [x, 0, min(size[0] - 1, x + max(1, size[0] // 8)), size[1] - 1],
+        fill=tuple(255 - c for c in color),
+    )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -210,8 +212,10 @@ class FakeGemini:
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="fake-gemini", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-gemini",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -315,8 +319,7 @@ class FakeGemini:
                 count_key = (steering, behaviour.fail_code)
                 self._counts[count_key] += 1
                 failing = (
-                    behaviour.fail_times is None
-                    or self._counts[count_key] <= behaviour.fail_times
+                    behaviour.fail_times is None or self._counts[count_key] <= behaviour.fail_times
                 )
             if failing:
                 code = behaviour.fail_code
@@ -326,10 +329,12 @@ class FakeGemini:
                 if behaviour.retry_after is not None:
                     extra["Retry-After"] = behaviour.retry_after
                 if behaviour.retry_info is not None:
-                    error["error"]["details"] = [{
-                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                        "retryDelay": f"{behaviour.retry_info}s",
-                    }]
+                    error["error"]["details"] = [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": f"{behaviour.retry_info}s",
+                        }
+                    ]
                 return code, extra, error
 
         usage = {
@@ -352,10 +357,12 @@ class FakeGemini:
         if behaviour.thoughts:
             draft = _png((16, 16), prompt, draft=True)
             record.thought_image_sha256.append(hashlib.sha256(draft).hexdigest())
-            parts.append({"text": "**Planning the image**\nLet me sketch a draft first.",
-                          "thought": True})
-            parts.append({"inlineData": {"mimeType": "image/png", "data": _b64(draft)},
-                          "thought": True})
+            parts.append(
+                {"text": "**Planning the image**\nLet me sketch a draft first.", "thought": True}
+            )
+            parts.append(
+                {"inlineData": {"mimeType": "image/png", "data": _b64(draft)}, "thought": True}
+            )
             usage["thoughtsTokenCount"] = 120
 
         finish = behaviour.finish or "STOP"
@@ -369,8 +376,9 @@ class FakeGemini:
                     variant = self._variants[prompt]
                 png = _png(size, f"{prompt}#{variant}")
                 record.final_image_sha256.append(hashlib.sha256(png).hexdigest())
-                image_part: dict[str, Any] = {"inlineData": {"mimeType": "image/png",
-                                                             "data": _b64(png)}}
+                image_part: dict[str, Any] = {
+                    "inlineData": {"mimeType": "image/png", "data": _b64(png)}
+                }
                 if not any("thoughtSignature" in p for p in parts):
                     image_part["thoughtSignature"] = _b64(b"fake-signature")
                 parts.append(image_part)
@@ -379,17 +387,20 @@ class FakeGemini:
         usage["totalTokenCount"] = sum(
             usage[k] for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
         )
-        response["candidates"] = [{
-            "content": {"role": "model", "parts": parts},
-            "finishReason": finish,
-            "index": 0,
-        }]
+        response["candidates"] = [
+            {
+                "content": {"role": "model", "parts": parts},
+                "finishReason": finish,
+                "index": 0,
+            }
+        ]
         return 200, {}, response
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message,
-                      "status": _STATUS_NAMES.get(code, "UNKNOWN")}}
+    return {
+        "error": {"code": code, "message": message, "status": _STATUS_NAMES.get(code, "UNKNOWN")}
+    }
 
 
 def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:

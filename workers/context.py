@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -90,8 +90,12 @@ class WorkerContext:
 
                 s = self.settings
                 self._generator = GeminiGenerator(
-                    s.gemini_api_key, s.gemini_model, s.gemini_base_url, s.gemini_timeout_s,
-                    s.gemini_max_attempts, s.gemini_retry_budget_s,
+                    s.gemini_api_key,
+                    s.gemini_model,
+                    s.gemini_base_url,
+                    s.gemini_timeout_s,
+                    s.gemini_max_attempts,
+                    s.gemini_retry_budget_s,
                     RpmLimiter(self.redis, s.gemini_rpm, name=s.gemini_model),
                 )
             return self._generator

@@ -93,7 +93,10 @@ def _expand(ctx: WorkerContext, request: EmbedRequest) -> list[dict[str, Any]]:
     if request.directory is not None:
         spec = request.directory
         paths = expand_directory(
-            spec.path, spec.pattern, spec.recursive, ctx.settings.library_roots,
+            spec.path,
+            spec.pattern,
+            spec.recursive,
+            ctx.settings.library_roots,
             ctx.settings.max_items_per_job,
         )
         items += [{"path": str(path), "metadata": {}} for path in paths]
@@ -121,7 +124,10 @@ def embed_batch(
     ctx.jobs.complete_batch(job_id, batch_id, report.stored, report.errors, report.asset_ids)
     log.info(
         "job %s batch %s: %d stored, %d failed, timings %s",
-        job_id, batch_id, report.stored, len(report.errors),
+        job_id,
+        batch_id,
+        report.stored,
+        len(report.errors),
         {k: round(v, 3) for k, v in report.timings.items()},
     )
     return report
@@ -164,9 +170,13 @@ def read_item_bytes(ctx: WorkerContext, item: EmbedItem, tenant: str | None) -> 
         return data, upload.filename
     if item.path is not None:
         path = resolve_library_path(item.path, settings.library_roots)
-        return read_library_file(item.path, settings.library_roots, settings.max_upload_bytes), path.name
+        return read_library_file(
+            item.path, settings.library_roots, settings.max_upload_bytes
+        ), path.name
     url = str(item.url)
-    data = fetch_url(url, settings.max_upload_bytes, settings.url_timeout_s, settings.allow_private_urls)
+    data = fetch_url(
+        url, settings.max_upload_bytes, settings.url_timeout_s, settings.allow_private_urls
+    )
     return data, Path(urlsplit(url).path).name or url
 
 
@@ -219,16 +229,21 @@ def fail_batch(
 ) -> None:
     """After the last retry every item of the batch is reported failed, so the job still ends."""
     errors = [
-        ItemError(index=raw["index"], source=EmbedItem.model_validate(
-            {k: v for k, v in raw.items() if k != "index"}).source,
-            code="internal_error", message=f"{type(exc).__name__}: {exc}")
+        ItemError(
+            index=raw["index"],
+            source=EmbedItem.model_validate({k: v for k, v in raw.items() if k != "index"}).source,
+            code="internal_error",
+            message=f"{type(exc).__name__}: {exc}",
+        )
         for raw in items
     ]
     ctx.jobs.complete_batch(job_id, batch_id, 0, errors, {})
 
 
 @app.task(name=EMBED_BATCH, base=ContextTask, bind=True, acks_late=True, max_retries=3)
-def embed_batch_task(self: ContextTask, job_id: str, batch_id: str, items: list[dict[str, Any]]) -> None:
+def embed_batch_task(
+    self: ContextTask, job_id: str, batch_id: str, items: list[dict[str, Any]]
+) -> None:
     try:
         embed_batch(self.ctx, job_id, batch_id, items)
     except Exception as exc:  # Milvus or the blob store down: retry with backoff, then report

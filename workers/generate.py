@@ -31,7 +31,9 @@ def resolve_references(ctx: WorkerContext, request: GenerateRequest) -> list[str
     return [hit.asset_id for hit in hits]
 
 
-def load_references(ctx: WorkerContext, collection: str, asset_ids: list[str]) -> list[tuple[bytes, str]]:
+def load_references(
+    ctx: WorkerContext, collection: str, asset_ids: list[str]
+) -> list[tuple[bytes, str]]:
     """Reference images downscaled to a sensible longest side, in the order given."""
     images = []
     for asset_id in asset_ids:
@@ -39,7 +41,9 @@ def load_references(ctx: WorkerContext, collection: str, asset_ids: list[str]) -
         if record is None:
             raise GenerationError("asset_not_found", f"reference {asset_id} is not in {collection}")
         data = ctx.blobs.get(record.content_key)
-        images.append(downscale(data, ctx.settings.reference_max_side, ctx.settings.max_image_pixels))
+        images.append(
+            downscale(data, ctx.settings.reference_max_side, ctx.settings.max_image_pixels)
+        )
     return images
 
 
@@ -60,17 +64,29 @@ async def generate_variants(
 
 
 def save_image(
-    ctx: WorkerContext, job_id: str, number: int, image: GeneratedImage, request: GenerateRequest,
-    references: list[str], model: str,
+    ctx: WorkerContext,
+    job_id: str,
+    number: int,
+    image: GeneratedImage,
+    request: GenerateRequest,
+    references: list[str],
+    model: str,
 ) -> dict[str, Any]:
     ctx.blobs.put(generated_key(job_id, number), image.data)
     info = sniff_image(image.data, ctx.settings.max_image_pixels)
     entry: dict[str, Any] = {
         "content_url": f"/v1/jobs/{job_id}/images/{number}",
-        "mime_type": info.mime_type, "width": info.width, "height": info.height,
+        "mime_type": info.mime_type,
+        "width": info.width,
+        "height": info.height,
     }
     if request.save_to_collection:
-        lineage = {"prompt": request.prompt, "references": references, "model": model, "job_id": job_id}
+        lineage = {
+            "prompt": request.prompt,
+            "references": references,
+            "model": model,
+            "job_id": job_id,
+        }
         entry["asset_id"] = _save_to_collection(ctx, request.collection, image.data, info, lineage)
     return entry
 
@@ -85,12 +101,23 @@ def _save_to_collection(
     key = asset_key(asset_id)
     ctx.blobs.put(key, data)
     ctx.vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
-    ctx.vectors.upsert(collection, [AssetRecord(
-        asset_id=asset_id, vector=vector.tolist(), filename=f"generated-{lineage['job_id']}.png",
-        source=f"generated:{lineage['job_id']}", content_key=key, mime_type=info.mime_type,
-        width=info.width, height=info.height, metadata={"generated": True, "lineage": lineage},
-        created_at=time.time(),
-    )])
+    ctx.vectors.upsert(
+        collection,
+        [
+            AssetRecord(
+                asset_id=asset_id,
+                vector=vector.tolist(),
+                filename=f"generated-{lineage['job_id']}.png",
+                source=f"generated:{lineage['job_id']}",
+                content_key=key,
+                mime_type=info.mime_type,
+                width=info.width,
+                height=info.height,
+                metadata={"generated": True, "lineage": lineage},
+                created_at=time.time(),
+            )
+        ],
+    )
     return asset_id
 
 
@@ -109,7 +136,10 @@ def run_generate(ctx: WorkerContext, job_id: str) -> None:
 
 
 def finish(
-    ctx: WorkerContext, job_id: str, request: GenerateRequest, references: list[str],
+    ctx: WorkerContext,
+    job_id: str,
+    request: GenerateRequest,
+    references: list[str],
     outcomes: list[GenerationOutput | GenerationError],
 ) -> None:
     outputs = [o for o in outcomes if isinstance(o, GenerationOutput)]
@@ -125,8 +155,10 @@ def finish(
         for number, image in enumerate(images)
     ]
     result = {
-        "images": entries, "text": "\n".join(o.text for o in outputs if o.text),
-        "references": references, "model": model,
+        "images": entries,
+        "text": "\n".join(o.text for o in outputs if o.text),
+        "references": references,
+        "model": model,
     }
     errors = [
         ItemError(index=i, source=f"variant:{i}", code=e.code, message=str(e)) for i, e in failures

@@ -1,4 +1,4 @@
-"""Search jobs: encode every query (text, uploaded image or stored asset), one batched Milvus search."""
+"""Search jobs: encode every query (text, uploaded image or stored asset); one batched search."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def encode_queries(
             vectors[index] = _encode_reference(ctx, request.collection, query, tenant)
         except (SourceRejected, ImageRejected, LookupError) as exc:
             code = getattr(exc, "code", "asset_not_found")
-            errors.append(ItemError(index=index, source=_describe(query), code=code, message=str(exc)))
+            errors.append(
+                ItemError(index=index, source=_describe(query), code=code, message=str(exc))
+            )
     return vectors, errors
 
 
@@ -78,10 +80,17 @@ def run_search(ctx: WorkerContext, job_id: str) -> None:
     vectors, errors = encode_queries(ctx, request, ctx.jobs.tenant(job_id))
     order = sorted(vectors)
     try:
-        hits = ctx.vectors.search(
-            request.collection, np.stack([vectors[i] for i in order]) if order else [],
-            request.top_k, request.filter, request.min_score,
-        ) if order else []
+        hits = (
+            ctx.vectors.search(
+                request.collection,
+                np.stack([vectors[i] for i in order]) if order else [],
+                request.top_k,
+                request.filter,
+                request.min_score,
+            )
+            if order
+            else []
+        )
     except CollectionNotFound as exc:
         ctx.jobs.fail(job_id, "collection_not_found", str(exc))
         return

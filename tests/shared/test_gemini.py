@@ -98,8 +98,11 @@ def sha(data: bytes) -> str:
 
 
 def test_success_sends_prompt_and_references_in_order(fake: FakeGemini, generator: GeminiGenerator):
-    refs = [(png((255, 0, 0)), "image/png"), (png((0, 0, 255), fmt="JPEG"), "image/jpeg"),
-            (png((0, 255, 0)), "image/png")]
+    refs = [
+        (png((255, 0, 0)), "image/png"),
+        (png((0, 0, 255), fmt="JPEG"), "image/jpeg"),
+        (png((0, 255, 0)), "image/png"),
+    ]
     prompt = unique("a red silk shawl on a mannequin")
     out = run(generator.generate(prompt, refs))
 
@@ -244,8 +247,14 @@ def test_unreachable_server_is_upstream_error():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    generator = GeminiGenerator(KEY, MODEL, base_url=f"http://127.0.0.1:{port}", timeout_s=2,
-                                max_attempts=2, backoff_initial_s=0.01)
+    generator = GeminiGenerator(
+        KEY,
+        MODEL,
+        base_url=f"http://127.0.0.1:{port}",
+        timeout_s=2,
+        max_attempts=2,
+        backoff_initial_s=0.01,
+    )
     error = expect_error(generator, "hello")
     assert error.code == "upstream_error" and error.status is None
 
@@ -287,7 +296,11 @@ def test_generation_error_pickles():
     error = GenerationError("upstream_error", "boom", status=503, reason="UNAVAILABLE")
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.code, copy.message, copy.status, copy.reason) == (
-        "upstream_error", "boom", 503, "UNAVAILABLE")
+        "upstream_error",
+        "boom",
+        503,
+        "UNAVAILABLE",
+    )
     assert "status=503" in str(copy)
 
 
@@ -298,9 +311,11 @@ def test_twelve_slow_calls_run_side_by_side(fake: FakeGemini, generator: GeminiG
     tag = unique("concurrent")
 
     async def many() -> list[Any]:
-        return list(await asyncio.gather(
-            *(generator.generate(f"{tag} {i} [slow:1]", []) for i in range(12))
-        ))
+        return list(
+            await asyncio.gather(
+                *(generator.generate(f"{tag} {i} [slow:1]", []) for i in range(12))
+            )
+        )
 
     started = time.monotonic()
     outputs = run(many())
@@ -372,7 +387,10 @@ def test_fake_runs_as_a_script():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_gemini", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -388,8 +406,10 @@ def test_fake_runs_as_a_script():
 def test_control_endpoint_queues_behaviours(fake: FakeGemini, generator: GeminiGenerator):
     body = json.dumps({"queue": ["fail:503", "block:image"]}).encode()
     request = urllib.request.Request(
-        f"{fake.base_url}/_control", data=body,
-        headers={"Content-Type": "application/json"}, method="POST",
+        f"{fake.base_url}/_control",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.load(response)["queued"] == 2
