@@ -1,0 +1,317 @@
+"""The Milvus gateway against real Milvus Lite: in-process (local path) and `milvus-lite server`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pymilvus import MilvusException
+
+from shared.vectors import (
+    AssetRecord,
+    CollectionNotFound,
+    InvalidCollectionName,
+    ModelMismatch,
+    VectorStore,
+    build_filter,
+)
+
+DIM = 16
+MODEL = "test-clip"
+MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MilvusServer:
+    """A real `milvus-lite server` subprocess on loopback, restartable on the same data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # --max-workers 1: the engine is not safe for concurrent writes to one collection.
+        self.proc = subprocess.Popen(
+            [
+                str(MILVUS_LITE),
+                "server",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--max-workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                store = VectorStore(self.uri)
+                store.ping()
+                store.close()
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise RuntimeError("milvus-lite server did not answer")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    srv = MilvusServer(tmp_path_factory.mktemp("milvus_server"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["local", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    # A fresh local dir per test; the server is shared, so tests use distinct names.
+    uri = (
+        str(tmp_path / "nested" / "milvus")
+        if request.param == "local"
+        else (request.getfixturevalue("server").uri)
+    )
+    vs = VectorStore(uri)
+    yield vs
+    for info in vs.list_collections():
+        vs.drop_collection(info.name)
+    vs.close()
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def records(vectors: np.ndarray, prefix: str = "a") -> list[AssetRecord]:
+    return [
+        AssetRecord(
+            asset_id=f"{prefix}{i}",
+            vector=v.tolist(),
+            filename=f"{prefix}{i}.png",
+            source=f"upload://{prefix}{i}",
+            content_key=f"blobs/{prefix}{i}",
+            mime_type="image/png",
+            width=64,
+            height=32,
+            metadata={"color": "red" if i % 2 else "blue", "n": i, "tag": 'quote"d'},
+            created_at=1000.0 + i,
+        )
+        for i, v in enumerate(vectors)
+    ]
+
+
+def test_create_describe_list_drop(store: VectorStore) -> None:
+    info = store.ensure_collection("cats", DIM, MODEL)
+    assert (info.name, info.model, info.dimension, info.metric, info.count) == (
+        "cats",
+        MODEL,
+        DIM,
+        "COSINE",
+        0,
+    )
+    assert info.created_at > 0
+    assert store.ensure_collection("cats", DIM, MODEL) == info  # idempotent
+    store.ensure_collection("birds", DIM, MODEL)
+    assert [c.name for c in store.list_collections()] == ["birds", "cats"]
+    assert store.get_collection("cats") == info
+    store.drop_collection("cats")
+    assert [c.name for c in store.list_collections()] == ["birds"]
+    with pytest.raises(CollectionNotFound):
+        store.drop_collection("cats")
+
+
+def test_model_mismatch(store: VectorStore) -> None:
+    store.ensure_collection("mm", DIM, MODEL)
+    with pytest.raises(ModelMismatch):
+        store.ensure_collection("mm", DIM, "other-model")
+    with pytest.raises(ModelMismatch):
+        store.ensure_collection("mm", DIM * 2, MODEL)
+
+
+def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
+    with pytest.raises(CollectionNotFound):
+        store.get_collection("missing")
+    with pytest.raises(CollectionNotFound):
+        store.count("missing")
+    with pytest.raises(CollectionNotFound):
+        store.search("missing", [[0.1] * DIM], 3)
+    with pytest.raises(CollectionNotFound):
+        store.upsert("missing", records(unit(np.random.default_rng(0), 1)))
+    for bad in ["", "1abc", "a-b", "a b", "x" * 65, "_a", "a;drop"]:
+        with pytest.raises(InvalidCollectionName):
+            store.ensure_collection(bad, DIM, MODEL)
+        with pytest.raises(InvalidCollectionName):
+            store.get_collection(bad)
+
+
+def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:
+    store.ensure_collection("up", DIM, MODEL)
+    vecs = unit(np.random.default_rng(1), 20)
+    assert store.upsert("up", records(vecs)) == 20
+    assert store.upsert("up", records(vecs)) == 20
+    assert store.count("up") == 20
+    assert store.get_collection("up").count == 20
+    asset = store.get_asset("up", "a3", with_vector=True)
+    assert asset is not None and asset.vector is not None
+    assert asset.model_dump(exclude={"vector"}) == records(vecs)[3].model_dump(exclude={"vector"})
+    assert np.allclose(asset.vector, vecs[3], atol=1e-6)
+    assert store.get_asset("up", "a3").vector is None  # type: ignore[union-attr]
+    assert store.get_asset("up", "nope") is None
+    got = store.get_vectors("up", ["a1", "a2", "nope"])
+    assert set(got) == {"a1", "a2"} and np.allclose(got["a2"], vecs[2], atol=1e-6)
+
+
+def test_search_finds_itself_sorted_topk_batched(store: VectorStore) -> None:
+    store.ensure_collection("s", DIM, MODEL)
+    vecs = unit(np.random.default_rng(2), 60)
+    store.upsert("s", records(vecs[:30]))
+    store.upsert("s", records(vecs[30:], prefix="b"))
+    results = store.search("s", vecs[:30], top_k=5)  # one batched call, 30 queries
+    assert len(results) == 30
+    for i, hits in enumerate(results):
+        assert len(hits) == 5
+        assert hits[0].asset_id == f"a{i}" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+    first = results[0][0]
+    assert (first.filename, first.source) == ("a0.png", "upload://a0")
+    assert first.content_key == "blobs/a0"
+    assert first.metadata["color"] == "blue"
+    assert store.search("s", [vecs[45].tolist()], top_k=1)[0][0].asset_id == "b15"
+
+
+def test_filter_and_min_score(store: VectorStore) -> None:
+    store.ensure_collection("f", DIM, MODEL)
+    vecs = unit(np.random.default_rng(3), 40)
+    store.upsert("f", records(vecs))
+    red = store.search("f", vecs[:4], top_k=10, filter={"color": "red"})
+    assert all(h.metadata["color"] == "red" for hits in red for h in hits)
+    assert red[1][0].asset_id == "a1" and red[0][0].asset_id != "a0"
+    combo = store.search("f", vecs[:1], top_k=10, filter={"n": 7, "tag": 'quote"d'})
+    assert [h.asset_id for h in combo[0]] == ["a7"]
+    by_name = store.search("f", vecs[:1], top_k=10, filter={"filename": "a9.png"})
+    assert [h.asset_id for h in by_name[0]] == ["a9"]
+    assert store.search("f", vecs[:1], top_k=10, filter={"color": "green"}) == [[]]
+    close = store.search("f", vecs[:3], top_k=40, min_score=0.5)
+    for i, hits in enumerate(close):
+        assert hits and hits[0].asset_id == f"a{i}"
+        assert all(h.score >= 0.5 for h in hits)
+        assert len(hits) < 40
+
+
+def test_filter_expression_is_built_safely() -> None:
+    assert build_filter({"color": "red", "n": 3, "ok": True}) == (
+        'metadata["color"] == "red" and metadata["n"] == 3 and metadata["ok"] == true'
+    )
+    assert build_filter({"mime_type": "image/png"}) == 'mime_type == "image/png"'
+    assert build_filter({"k": 'a" or 1 == 1 or "'}) == r'metadata["k"] == "a\" or 1 == 1 or \""'
+    for bad in [
+        {"a b": 1},
+        {'x"]': 1},
+        {"k": [1]},
+        {"k": float("nan")},
+        {"k": "a\x00"},
+        {"filename": 3},
+    ]:
+        with pytest.raises(ValueError):
+            build_filter(bad)  # type: ignore[arg-type]
+
+
+def test_concurrent_ensure_is_idempotent(store: VectorStore) -> None:
+    barrier = threading.Barrier(6)
+    outcomes: list[Any] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(store.ensure_collection("race", DIM, MODEL).name)
+        except Exception as exc:  # recorded, so the assertion shows it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == ["race"] * 6
+    assert [c.name for c in store.list_collections()] == ["race"]
+
+
+def test_concurrent_ensure_from_two_processes(server: MilvusServer) -> None:
+    code = (
+        "import sys; from shared.vectors import VectorStore; "
+        f"print(VectorStore(sys.argv[1]).ensure_collection('proc_race', {DIM}, '{MODEL}').name)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, server.uri],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60)[0].decode().strip() for p in procs]
+    assert outs == ["proc_race", "proc_race"]
+    VectorStore(server.uri).drop_collection("proc_race")
+
+
+def test_local_persists_across_reopen(tmp_path: Path) -> None:
+    uri = str(tmp_path / "milvus")
+    vecs = unit(np.random.default_rng(4), 10)
+    with VectorStore(uri) as vs:
+        created = vs.ensure_collection("keep", DIM, MODEL)
+        vs.upsert("keep", records(vecs))
+    # Same process: pymilvus keeps the in-process server; the data must still be there.
+    with VectorStore(uri) as vs:
+        assert vs.get_collection("keep") == created.model_copy(update={"count": 10})
+        assert vs.search("keep", vecs[:1], 1)[0][0].asset_id == "a0"
+
+
+def test_server_restart_keeps_data(tmp_path: Path) -> None:
+    srv = MilvusServer(tmp_path / "restart")
+    srv.start()
+    vecs = unit(np.random.default_rng(5), 10)
+    try:
+        with VectorStore(srv.uri) as vs:
+            created = vs.ensure_collection("keep", DIM, MODEL)
+            vs.upsert("keep", records(vecs))
+        srv.stop()
+        srv.start()
+        with VectorStore(srv.uri) as vs:
+            assert vs.get_collection("keep") == created.model_copy(update={"count": 10})
+            assert vs.ensure_collection("keep", DIM, MODEL).created_at == created.created_at
+            hits = vs.search("keep", vecs[:2], 3)
+            assert [h[0].asset_id for h in hits] == ["a0", "a1"]
+            assert vs.get_asset("keep", "a4") is not None
+    finally:
+        srv.stop()
+
+
+def test_ping_fails_when_unreachable() -> None:
+    with pytest.raises(MilvusException):
+        VectorStore(f"http://127.0.0.1:{_free_port()}").ping()
