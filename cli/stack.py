@@ -193,6 +193,10 @@ class Stack:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # Milvus Lite 3 loses rows when several server threads write at once; one
+                # thread serialises writes (searches take milliseconds with the HNSW index).
+                "--max-workers",
+                "1",
             ],
         )
         wait_for_port("127.0.0.1", port, 60, proc)
