@@ -28,8 +28,17 @@ def test_compose_file_matches_the_official_schema(compose: dict[str, Any]) -> No
 
 def test_compose_has_the_scale_out_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"redis", "etcd", "minio", "milvus", "api", "worker-embed", "worker-query",
-            "worker-generate", "worker-default"} <= set(services)
+    assert {
+        "redis",
+        "etcd",
+        "minio",
+        "milvus",
+        "api",
+        "worker-embed",
+        "worker-query",
+        "worker-generate",
+        "worker-default",
+    } <= set(services)
     assert "--appendonly" in services["redis"]["command"]
     assert services["milvus"]["depends_on"]["etcd"]["condition"] == "service_healthy"
     [device] = services["worker-embed"]["deploy"]["resources"]["reservations"]["devices"]

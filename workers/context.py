@@ -25,7 +25,7 @@ from shared.models import ModelRegistry
 from shared.settings import Settings, get_settings
 from shared.sources import UploadRegistry
 from shared.tasks import TaskQueue, make_celery
-from shared.vectors import VectorStore
+from shared.vectors import AssetRecord, VectorStore
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -49,6 +49,7 @@ class WorkerContext:
     _encoder: ClipEncoder | None = None
     _generator: GeminiGenerator | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _ready_collections: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def encoder(self) -> ClipEncoder:
@@ -63,6 +64,18 @@ class WorkerContext:
                 self.models.record(encoder.model_id, encoder.dim)
                 self._encoder = encoder
             return self._encoder
+
+    def upsert(self, collection: str, records: list[AssetRecord]) -> None:
+        """Creates the collection on first use (once per process), then upserts."""
+        encoder = self.encoder()
+        if collection not in self._ready_collections:
+            self.vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
+            self._ready_collections.add(collection)
+        try:
+            self.vectors.upsert(collection, records)
+        except Exception:
+            self._ready_collections.discard(collection)  # dropped meanwhile? check again next time
+            raise
 
     @contextlib.contextmanager
     def failing_job(self, job_id: str) -> Iterator[None]:

@@ -190,7 +190,6 @@ def store_batch(
     vectors = encoder.encode_images(torch.stack([image.pixels for image in loaded]))
     report.timings["encode"] = time.perf_counter() - started
     started = time.perf_counter()
-    ctx.vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
     records = {}
     for image, vector in zip(loaded, vectors, strict=True):
         key = asset_key(image.asset_id)
@@ -198,7 +197,7 @@ def store_batch(
             ctx.blobs.put(key, image.data)
         records[image.asset_id] = _record(image, key, vector.tolist())
         report.asset_ids[image.index] = image.asset_id
-    ctx.vectors.upsert(collection, list(records.values()))
+    ctx.upsert(collection, list(records.values()))
     report.stored = len(loaded)
     report.timings["write"] = time.perf_counter() - started
 

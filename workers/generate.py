@@ -100,8 +100,7 @@ def _save_to_collection(
     asset_id = hashlib.sha256(data).hexdigest()
     key = asset_key(asset_id)
     ctx.blobs.put(key, data)
-    ctx.vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
-    ctx.vectors.upsert(
+    ctx.upsert(
         collection,
         [
             AssetRecord(

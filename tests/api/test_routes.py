@@ -9,7 +9,6 @@ import sys
 import zlib
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from shared.settings import Settings
@@ -28,17 +27,25 @@ def upload(api: TestClient, data: bytes, name: str = "a.png") -> object:
 
 def png_header_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_importing_the_api_loads_no_model_stack() -> None:
     code = (
         "import importlib, pkgutil, sys, api\n"
         "for m in pkgutil.walk_packages(api.__path__, 'api.'): importlib.import_module(m.name)\n"
-        "heavy = [x for x in ('torch', 'clip', 'torchvision', 'shared.clip_encoder') if x in sys.modules]\n"
+        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder')\n"
+        "heavy = [x for x in heavy if x in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -62,8 +69,10 @@ def test_uploads_are_checked_by_content(api: TestClient) -> None:
 
 
 def test_one_bad_file_refuses_the_whole_upload(api: TestClient, redis_client: object) -> None:
-    files = [("files", ("good.png", io.BytesIO(make_image(3)), "image/png")),
-             ("files", ("bad.png", io.BytesIO(b"nope"), "image/png"))]
+    files = [
+        ("files", ("good.png", io.BytesIO(make_image(3)), "image/png")),
+        ("files", ("bad.png", io.BytesIO(b"nope"), "image/png")),
+    ]
     response = api.post("/v1/uploads", files=files)
     assert response.status_code == 415 and "bad.png" in response.json()["error"]["message"]
     assert not list(redis_client.scan_iter("assetrag:upload:*"))  # type: ignore[attr-defined]
@@ -79,7 +88,9 @@ def test_upload_size_limit(settings: Settings) -> None:
 
 
 def test_malformed_json_and_validation(api: TestClient) -> None:
-    response = api.post("/v1/jobs/search", content=b"{not json", headers={"content-type": "application/json"})
+    response = api.post(
+        "/v1/jobs/search", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and error_code(response) == "malformed_json"
     for body in [
         {"collection": "c", "queries": [{"text": "x"}], "top_k": 0},
@@ -93,8 +104,11 @@ def test_malformed_json_and_validation(api: TestClient) -> None:
         response = api.post("/v1/jobs/search", json=body)
         assert response.status_code == 422, body
         assert error_code(response) == "invalid_request"
-    for body in [{"collection": "c"}, {"collection": "c", "items": [{"metadata": {}}]},
-                 {"collection": "c", "items": [{"url": "ftp://example.com/a.png"}]}]:
+    for body in [
+        {"collection": "c"},
+        {"collection": "c", "items": [{"metadata": {}}]},
+        {"collection": "c", "items": [{"url": "ftp://example.com/a.png"}]},
+    ]:
         assert api.post("/v1/jobs/embed", json=body).status_code == 422, body
 
 
@@ -115,7 +129,9 @@ def test_overlong_query_is_refused(api: TestClient, settings: Settings) -> None:
     text = "word " * 1000
     response = api.post("/v1/jobs/search", json={"collection": "c", "queries": [{"text": text}]})
     assert response.status_code == 422 and error_code(response) == "query_too_long"
-    unknown_upload = api.post("/v1/jobs/search", json={"collection": "c", "queries": [{"upload_id": "u" * 24}]})
+    unknown_upload = api.post(
+        "/v1/jobs/search", json={"collection": "c", "queries": [{"upload_id": "u" * 24}]}
+    )
     assert unknown_upload.status_code == 404 and error_code(unknown_upload) == "upload_not_found"
 
 
@@ -138,14 +154,18 @@ def test_idempotency_key(api: TestClient) -> None:
     first = api.post("/v1/jobs/embed", json=body, headers={"Idempotency-Key": "k1"}).json()
     again = api.post("/v1/jobs/embed", json=body, headers={"Idempotency-Key": "k1"}).json()
     assert first["id"] == again["id"]
-    other = api.post("/v1/jobs/embed", json={**body, "collection": "d"}, headers={"Idempotency-Key": "k1"})
+    other = api.post(
+        "/v1/jobs/embed", json={**body, "collection": "d"}, headers={"Idempotency-Key": "k1"}
+    )
     assert other.status_code == 422 and error_code(other) == "idempotency_key_reused"
     listed = api.get("/v1/jobs", params={"kind": "embed"}).json()
     assert [j["id"] for j in listed["data"]] == [first["id"]]
 
 
 def test_cancel_and_wait(api: TestClient) -> None:
-    job = api.post("/v1/jobs/embed", json={"collection": "c", "items": [{"upload_id": "x" * 24}]}).json()
+    job = api.post(
+        "/v1/jobs/embed", json={"collection": "c", "items": [{"upload_id": "x" * 24}]}
+    ).json()
     assert job["state"] == "queued"
     held = api.get(f"/v1/jobs/{job['id']}", params={"wait": 0.5}).json()
     assert held["state"] == "queued"
@@ -164,9 +184,21 @@ def test_api_keys_scope_jobs_to_tenants(settings: Settings) -> None:
         assert error_code(client.post("/v1/jobs/embed", json=body)) == "unauthorized"
         bad = client.post("/v1/jobs/embed", json=body, headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401
-        job = client.post("/v1/jobs/embed", json=body, headers={"Authorization": "Bearer k-alpha"}).json()
-        assert client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-alpha"}).status_code == 200
-        assert client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-beta"}).status_code == 404
+        job = client.post(
+            "/v1/jobs/embed", json=body, headers={"Authorization": "Bearer k-alpha"}
+        ).json()
+        assert (
+            client.get(
+                f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-alpha"}
+            ).status_code
+            == 200
+        )
+        assert (
+            client.get(
+                f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer k-beta"}
+            ).status_code
+            == 404
+        )
         assert client.get("/healthz").status_code == 200
 
 
@@ -182,3 +214,14 @@ def test_health_readiness_metrics_and_docs(api: TestClient) -> None:
     assert "/v1/jobs/search" in api.get("/openapi.json").json()["paths"]
     assert api.get("/docs").status_code == 200
     assert api.get("/").status_code == 200
+
+
+def test_embedding_into_a_collection_of_another_model_is_refused(
+    api: TestClient, settings: Settings
+) -> None:
+    from shared.vectors import VectorStore
+
+    VectorStore(settings.resolved_milvus_uri).ensure_collection("other", 512, "ViT-L/14")
+    body = {"collection": "other", "items": [{"upload_id": "x" * 24}]}
+    response = api.post("/v1/jobs/embed", json=body)
+    assert response.status_code == 409 and error_code(response) == "model_mismatch"

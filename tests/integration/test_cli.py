@@ -22,11 +22,17 @@ from tests.utils import write_images
 pytestmark = pytest.mark.integration
 
 
-def assetrag(stack: RunningStack, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def assetrag(
+    stack: RunningStack, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASSETRAG_API_URL": stack.url, "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], env=env, cwd=ROOT, capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -39,21 +45,48 @@ def test_ingest_search_sheet_generate_and_jobs(stack: RunningStack, tmp_path: Pa
     assert "25" in ingest.stdout
 
     sheet = tmp_path / "sheet.png"
-    found = assetrag(stack, "search", "a red shawl", "--collection", "clidemo", "--top-k", "6",
-                     "--sheet", str(sheet))
+    found = assetrag(
+        stack,
+        "search",
+        "a red shawl",
+        "--collection",
+        "clidemo",
+        "--top-k",
+        "6",
+        "--sheet",
+        str(sheet),
+    )
     assert found.returncode == 0, found.stdout + found.stderr
     assert "img_09" in found.stdout
     with Image.open(sheet) as image:
         assert image.width > 300 and image.height > 200
 
-    hits = assetrag(stack, "search", "--image", str(folder / "img_09003.jpg"), "--collection",
-                    "clidemo", "--json")
+    hits = assetrag(
+        stack,
+        "search",
+        "--image",
+        str(folder / "img_09003.jpg"),
+        "--collection",
+        "clidemo",
+        "--json",
+    )
     assert hits.returncode == 0, hits.stderr
     assert json.loads(hits.stdout)[0]["filename"] == "img_09003.jpg"
 
     out = tmp_path / "gen.png"
-    made = assetrag(stack, "generate", "a poster", "--collection", "clidemo", "--query", "red",
-                    "--count", "2", "-o", str(out))
+    made = assetrag(
+        stack,
+        "generate",
+        "a poster",
+        "--collection",
+        "clidemo",
+        "--query",
+        "red",
+        "--count",
+        "2",
+        "-o",
+        str(out),
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     assert (tmp_path / "gen-1.png").exists() and (tmp_path / "gen-2.png").exists()
 
@@ -73,8 +106,13 @@ def test_up_runs_the_stack_and_ctrl_c_stops_every_process(tmp_path: Path, tiny_c
         "ASSETRAG_CLIP_MODEL": str(tiny_clip),
         "ASSETRAG_DEVICE": "cpu",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port)], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "up", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -34,10 +34,14 @@ def test_sigkill_an_embed_worker_mid_job(stack: RunningStack) -> None:
     stack.stack.spawn("worker-embed-2", [*stack.stack.cli_argv(), "worker", "--queues", "embed"])
     wait_for(lambda: len(embed_hosts(stack)) > before, 60, "a second embed worker")
 
-    job_id = stack.client.post("/v1/jobs/embed", json={
-        "collection": "crash", "directory": {"path": str(folder)}}).json()["id"]
-    wait_for(lambda: stack.client.get(f"/v1/jobs/{job_id}").json()["progress"]["succeeded"] >= 16,
-             60, "the job to make progress")
+    job_id = stack.client.post(
+        "/v1/jobs/embed", json={"collection": "crash", "directory": {"path": str(folder)}}
+    ).json()["id"]
+    wait_for(
+        lambda: stack.client.get(f"/v1/jobs/{job_id}").json()["progress"]["succeeded"] >= 16,
+        60,
+        "the job to make progress",
+    )
     victim = stack.stack.procs.pop("worker-embed")
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()

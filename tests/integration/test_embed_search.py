@@ -96,17 +96,20 @@ def test_directory_job_with_bad_files_and_duplicates(stack: RunningStack) -> Non
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.png").write_bytes(b"this is not an image")
     (folder / "truncated.png").write_bytes((folder / "img_00001.png").read_bytes()[:200])
-    job = embed(
-        stack,
-        "mixed",
-        [{"path": "/etc/passwd"}],
-        directory={"path": str(folder), "pattern": "*.png"},
-    )
+    refused = [
+        {"path": "/etc/passwd"},
+        {"url": "http://127.0.0.1:9/x.png"},
+        {"url": "http://169.254.169.254/latest/meta-data"},
+        {"upload_id": "no-such-upload-0123456789"},
+    ]
+    job = embed(stack, "mixed", refused, directory={"path": str(folder), "pattern": "*.png"})
     assert job["state"] == "completed", job
-    assert job["progress"]["total"] == 35
-    assert job["progress"]["succeeded"] == 31
-    codes = {e["code"] for e in job["errors"]}
-    assert {"empty_file", "not_an_image", "corrupt_image", "path_outside_roots"} <= codes
+    assert job["progress"] == {"total": 38, "succeeded": 31, "failed": 7}
+    by_index = {e["index"]: e["code"] for e in job["errors"]}
+    assert by_index[0] == "path_outside_roots"
+    assert by_index[1] == by_index[2] == "forbidden_address"
+    assert by_index[3] == "upload_not_found"
+    assert {"empty_file", "not_an_image", "corrupt_image"} <= set(by_index.values())
     collection = stack.client.get("/v1/collections/mixed").json()
     assert collection["count"] == 30  # the copy is stored once
 

@@ -85,11 +85,18 @@ def local_server() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/x.png", "http://localhost/x.png", "http://10.1.2.3/x.png",
-    "http://192.168.0.1/x.png", "http://169.254.169.254/latest", "http://[::1]/x.png",
-    "http://0.0.0.0/x.png",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x.png",
+        "http://localhost/x.png",
+        "http://10.1.2.3/x.png",
+        "http://192.168.0.1/x.png",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x.png",
+        "http://0.0.0.0/x.png",
+    ],
+)
 def test_private_and_loopback_urls_are_refused(url: str) -> None:
     with pytest.raises(SourceRejected) as caught:
         fetch_url(url, 1000, 5)
