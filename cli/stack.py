@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,11 @@ class Stack:
         settings = self.settings()
         if redis_answers(settings.redis_url):
             return
+        if shutil.which("redis-server") is None:
+            raise RuntimeError(
+                f"no Redis answers at {settings.redis_url} and redis-server is not installed: "
+                "install it (apt-get install redis-server) or point ASSETRAG_REDIS_URL at one"
+            )
         port = free_port()
         data = settings.data_dir.resolve() / "redis"
         data.mkdir(parents=True, exist_ok=True)

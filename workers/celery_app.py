@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery, signals
+from celery.bootsteps import RUN
 
 from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.settings import get_settings
@@ -26,6 +27,23 @@ app = create_app()
 _stop = threading.Event()
 
 
+def consuming(consumer: Any) -> bool:
+    """Whether the consumer is running on a live broker connection with its queues bound.
+
+    A process that merely answers is not enough: after a Redis reconnect a worker can stay
+    up without consuming, and then it must drop out of /readyz.
+    """
+    connection = getattr(consumer, "connection", None)
+    task_consumer = getattr(consumer, "task_consumer", None)
+    return bool(
+        consumer.blueprint.state == RUN
+        and connection is not None
+        and connection.connected
+        and task_consumer is not None
+        and task_consumer.queues
+    )
+
+
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """Announces which queues this worker consumes, for /readyz, until it shuts down."""
@@ -34,6 +52,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
     def beat() -> None:
         while not _stop.wait(HEARTBEAT_PERIOD_S):
+            if not consuming(sender):
+                log.warning("not consuming from %s; withholding the heartbeat", queues)
+                continue
             try:
                 heartbeat.beat(sender.hostname, queues)
             except redis.RedisError:

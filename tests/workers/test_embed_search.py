@@ -1,0 +1,145 @@
+"""The workers' plain functions without Celery: real Redis, Milvus Lite and the tiny CLIP model."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.jobs import JobKind, JobState
+from shared.settings import Settings
+from shared.sources import Upload
+from shared.tasks import EMBED_BATCH
+from tests.utils import make_image, write_images
+from workers.context import WorkerContext, build_context
+from workers.embed import embed_batch, plan_embed
+from workers.search import run_search
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def send(self, name: str, *args: Any) -> None:
+        self.sent.append((name, args))
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[WorkerContext]:
+    context = build_context(settings)
+    context.queue = RecordingQueue()  # type: ignore[assignment]
+    yield context
+    context.vectors.close()
+
+
+def add_upload(ctx: WorkerContext, data: bytes, name: str) -> str:
+    upload = Upload(
+        upload_id=f"upload-{name}-0000000000",
+        filename=name,
+        bytes=len(data),
+        sha256="0" * 64,
+        content_type="image/png",
+    )
+    ctx.uploads.add(upload, data)
+    return upload.upload_id
+
+
+def run_embed(ctx: WorkerContext, request: dict[str, Any]) -> str:
+    job = ctx.jobs.create(JobKind.embed, request)
+    plan_embed(ctx, job.id)
+    for name, args in list(ctx.queue.sent):  # type: ignore[attr-defined]
+        assert name == EMBED_BATCH
+        embed_batch(ctx, *args)
+    return job.id
+
+
+@pytest.fixture
+def image_server() -> Iterator[str]:
+    body = make_image(77)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/pics/shot.png"
+    server.shutdown()
+
+
+def test_plan_splits_into_batches_and_the_last_batch_completes(
+    ctx: WorkerContext, library: Path
+) -> None:
+    write_images(library / "set", 20)
+    job_id = run_embed(ctx, {"collection": "unit", "directory": {"path": str(library / "set")}})
+    assert len(ctx.queue.sent) == 3  # type: ignore[attr-defined]  # 20 items, batches of 8
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.state == JobState.completed
+    assert job.progress.model_dump() == {"total": 20, "succeeded": 20, "failed": 0}
+    assert ctx.vectors.count("unit") == 20
+    info = ctx.vectors.get_collection("unit")
+    assert info.dimension == 48 and info.model == ctx.settings.clip_model
+
+
+def test_a_redelivered_batch_is_stored_and_counted_once(ctx: WorkerContext, library: Path) -> None:
+    write_images(library / "dup", 8)
+    job_id = run_embed(ctx, {"collection": "dup", "directory": {"path": str(library / "dup")}})
+    _, args = ctx.queue.sent[0]  # type: ignore[attr-defined]
+    embed_batch(ctx, *args)  # the same batch again, as after a crash before the ack
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.progress.succeeded == 8
+    assert ctx.vectors.count("dup") == 8
+
+
+def test_cancelled_jobs_drop_their_queued_batches(ctx: WorkerContext, library: Path) -> None:
+    write_images(library / "c", 16)
+    job = ctx.jobs.create(
+        JobKind.embed, {"collection": "cancel", "directory": {"path": str(library / "c")}}
+    )
+    plan_embed(ctx, job.id)
+    ctx.jobs.cancel(job.id)
+    for _, args in ctx.queue.sent:  # type: ignore[attr-defined]
+        assert embed_batch(ctx, *args) is None
+    assert "cancel" not in [c.name for c in ctx.vectors.list_collections()]
+
+
+def test_url_items_are_fetched_when_allowed(ctx: WorkerContext, image_server: str) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"allow_private_urls": True})
+    job_id = run_embed(ctx, {"collection": "urls", "items": [{"url": image_server}]})
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.progress.succeeded == 1, job
+    [asset_id] = job.result["asset_ids"]  # type: ignore[index]
+    record = ctx.vectors.get_asset("urls", asset_id)
+    assert record is not None and record.filename == "shot.png" and record.source == image_server
+
+
+def test_search_text_image_and_asset_queries(ctx: WorkerContext) -> None:
+    ids = [add_upload(ctx, make_image(i), f"u{i}") for i in range(6)]
+    items = [{"upload_id": u, "metadata": {"i": n}} for n, u in enumerate(ids)]
+    embed_job = ctx.jobs.get(run_embed(ctx, {"collection": "s", "items": items}))
+    assert embed_job is not None
+    assets = embed_job.result["asset_ids"]  # type: ignore[index]
+    request = {
+        "collection": "s",
+        "top_k": 3,
+        "queries": [{"text": "a product photo"}, {"upload_id": ids[2]}, {"asset_id": assets[4]}],
+    }
+    job = ctx.jobs.create(JobKind.search, request)
+    run_search(ctx, job.id)
+    done = ctx.jobs.get(job.id)
+    assert done is not None and done.state == JobState.completed
+    text_hits, image_hits, asset_hits = done.result["results"]  # type: ignore[index]
+    assert len(text_hits) == 3
+    assert image_hits[0]["asset_id"] == assets[2] and asset_hits[0]["asset_id"] == assets[4]
+    assert image_hits[0]["content_url"] == f"/v1/collections/s/assets/{assets[2]}/content"
+    assert done.progress.model_dump() == {"total": 3, "succeeded": 3, "failed": 0}
