@@ -16,16 +16,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 from celery import Task
 
-from shared.blobs import BlobStore, open_blob_store
-from shared.jobs import JobStore
-from shared.models import ModelRegistry
+from shared.services import Services
 from shared.settings import Settings, get_settings
-from shared.sources import UploadRegistry
-from shared.tasks import TaskQueue, make_celery
-from shared.vectors import AssetRecord, VectorStore
+from shared.vectors import AssetRecord
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -36,15 +31,7 @@ log = logging.getLogger("assetrag.worker")
 
 
 @dataclass
-class WorkerContext:
-    settings: Settings
-    redis: redis.Redis
-    jobs: JobStore
-    vectors: VectorStore
-    blobs: BlobStore
-    uploads: UploadRegistry
-    queue: TaskQueue
-    models: ModelRegistry
+class WorkerContext(Services):
     decode_pool: ThreadPoolExecutor
     _encoder: ClipEncoder | None = None
     _generator: GeminiGenerator | None = None
@@ -115,17 +102,8 @@ class WorkerContext:
 
 
 def build_context(settings: Settings) -> WorkerContext:
-    client = redis.Redis.from_url(settings.redis_url)
-    blobs = open_blob_store(settings.resolved_blob_uri)
     return WorkerContext(
-        settings=settings,
-        redis=client,
-        jobs=JobStore(client, settings.job_ttl_s),
-        vectors=VectorStore(settings.resolved_milvus_uri),
-        blobs=blobs,
-        uploads=UploadRegistry(client, blobs, settings.upload_ttl_s),
-        queue=TaskQueue(make_celery(settings)),
-        models=ModelRegistry(client),
+        **Services.connect(settings),
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"),
     )
 

@@ -1,0 +1,50 @@
+"""The clients every process needs (Redis, job store, Milvus, blob store, uploads, task queue),
+opened from the settings in one place; the API's state and the workers' context extend it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.blobs import BlobStore, open_blob_store
+from shared.jobs import JobStore
+from shared.models import ModelRegistry
+from shared.settings import Settings
+from shared.sources import UploadRegistry
+from shared.tasks import TaskQueue, make_celery
+from shared.vectors import VectorStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    vectors: VectorStore
+    blobs: BlobStore
+    uploads: UploadRegistry
+    queue: TaskQueue
+    models: ModelRegistry
+
+    @staticmethod
+    def connect(settings: Settings) -> dict[str, Any]:
+        """The constructor arguments of a Services (or subclass) for these settings."""
+        client = redis.Redis.from_url(settings.redis_url)
+        blobs = open_blob_store(settings.resolved_blob_uri)
+        return {
+            "settings": settings,
+            "redis": client,
+            "jobs": JobStore(client, settings.job_ttl_s),
+            "vectors": VectorStore(settings.resolved_milvus_uri),
+            "blobs": blobs,
+            "uploads": UploadRegistry(client, blobs, settings.upload_ttl_s),
+            "queue": TaskQueue(make_celery(settings)),
+            "models": ModelRegistry(client),
+        }
+
+    def close(self) -> None:
+        self.queue.close()
+        self.vectors.close()
+        self.redis.close()
