@@ -73,7 +73,7 @@ class CollectionInfo(BaseModel):
     model: str
     dimension: int
     metric: str
-    count: int
+    count: int | None
     created_at: float
 
 
@@ -221,7 +221,8 @@ class VectorStore:
                 time.sleep(0.05)
         return self.get_collection(name)
 
-    def get_collection(self, name: str) -> CollectionInfo:
+    def get_collection(self, name: str, with_count: bool = True) -> CollectionInfo:
+        """Describes a collection; `with_count=False` skips the count(*) query."""
         validate_collection_name(name)
         if not self._client.has_collection(name):  # spares pymilvus' ERROR log for a plain 404
             raise CollectionNotFound(name)
@@ -237,9 +238,12 @@ class VectorStore:
             model=str(meta["model"]),
             dimension=int(meta["dimension"]),
             metric=str(meta.get("metric", "COSINE")),
-            count=self.count(name),
+            count=self.count(name) if with_count else None,
             created_at=float(meta.get("created_at", 0.0)),
         )
+
+    def has_collection(self, name: str) -> bool:
+        return bool(self._client.has_collection(validate_collection_name(name)))
 
     def list_collections(self) -> list[CollectionInfo]:
         infos = []

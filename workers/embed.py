@@ -27,7 +27,7 @@ from shared.sources import (
     resolve_library_path,
 )
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
-from shared.vectors import AssetRecord, ModelMismatch
+from shared.vectors import AssetRecord, CollectionNotFound, ModelMismatch
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 
@@ -80,8 +80,11 @@ def plan_embed(ctx: WorkerContext, job_id: str) -> int:
 
 
 def _check_collection_model(ctx: WorkerContext, collection: str) -> None:
-    existing = next((c for c in ctx.vectors.list_collections() if c.name == collection), None)
-    if existing is not None and existing.model != ctx.settings.clip_model:
+    try:
+        existing = ctx.vectors.get_collection(collection, with_count=False)
+    except CollectionNotFound:
+        return
+    if existing.model != ctx.settings.clip_model:
         raise ModelMismatch(
             f"collection {collection} holds {existing.model} embeddings; "
             f"this service runs {ctx.settings.clip_model}"

@@ -47,8 +47,7 @@ def create_collection(body: CollectionCreate, state: StateDep) -> CollectionInfo
             f"the dimension of {model} is unknown until a worker loads it; "
             "embed into the collection instead (it is created on first use)",
         )
-    existing = next((c for c in state.vectors.list_collections() if c.name == body.name), None)
-    if existing is not None:
+    if state.vectors.has_collection(body.name):
         raise ApiError(409, "collection_exists", f"collection {body.name} already exists")
     return state.vectors.ensure_collection(body.name, dimension, model, body.metric)
 

@@ -23,7 +23,7 @@ from shared.jobs import Job, JobKind, JobState
 from shared.schemas import EmbedRequest, GenerateRequest, JobList, SearchRequest
 from shared.sources import SourceRejected, resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH
-from shared.vectors import CollectionNotFound
+from shared.vectors import CollectionInfo, CollectionNotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -104,11 +104,16 @@ def _remember(
         state.redis.set(_idempotency_key(tenant, key), record, ex=state.settings.job_ttl_s)
 
 
-def _require_collection(state: AppState, name: str) -> None:
+def _find_collection(state: AppState, name: str) -> CollectionInfo | None:
     try:
-        state.vectors.get_collection(name)
-    except CollectionNotFound as exc:
-        raise ApiError(404, "collection_not_found", f"no collection {name}") from exc
+        return state.vectors.get_collection(name, with_count=False)
+    except CollectionNotFound:
+        return None
+
+
+def _require_collection(state: AppState, name: str) -> None:
+    if _find_collection(state, name) is None:
+        raise ApiError(404, "collection_not_found", f"no collection {name}")
 
 
 def _check_text(text: str, limit: int, what: str) -> None:
@@ -151,9 +156,7 @@ async def submit_embed(
             resolve_library_path(body.directory.path, settings.library_roots)
         except SourceRejected as exc:
             raise ApiError(422, exc.code, exc.message) from exc
-    existing = next(
-        (c for c in state.vectors.list_collections() if c.name == body.collection), None
-    )
+    existing = _find_collection(state, body.collection)
     if existing is not None and existing.model != settings.clip_model:
         raise ApiError(
             409,

@@ -1,0 +1,340 @@
+"""Search latency: the API round trip against bare text encoding plus a direct Milvus search.
+
+A real stack (Redis, Milvus Lite server, Celery workers, API) runs as separate processes.
+The collection is filled fast, without embedding images: random unit vectors go straight in
+with `VectorStore.upsert`, in chunks, through the Milvus Lite server the stack started, under
+the model id the stack is configured with (so the API and the query worker accept it).
+For each size (grown in place: 10k, then 90k more for 100k) it measures, one query at a time:
+
+- API round trip: `POST /v1/jobs/search?wait=10` with one text query, top_k 10, until the
+  finished job comes back (validate, enqueue, query worker: encode + search, long-poll);
+- bare text encode: `ClipEncoder.encode_texts([q])` in this process;
+- direct search: `VectorStore.search(collection, vec, 10)` on the same Milvus server;
+- what the API does per search before enqueueing: `VectorStore.get_collection` (it counts).
+
+    .venv/bin/python bench/search_latency.py --sizes 10000,100000 --queries 200
+    .venv/bin/python bench/search_latency.py --tiny --sizes 2000 --queries 30   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cli.stack import Stack, free_port  # noqa: E402
+from shared.clip_encoder import ClipEncoder  # noqa: E402
+from shared.vectors import AssetRecord, VectorStore  # noqa: E402
+from tests.clip_fixture import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+
+COLLECTION = "bench_search"
+TOP_K = 10
+WORDS = (
+    "red",
+    "silk",
+    "shawl",
+    "gold",
+    "trim",
+    "leather",
+    "boot",
+    "castle",
+    "dragon",
+    "blue",
+    "velvet",
+    "armour",
+    "studio",
+    "shot",
+    "sunset",
+    "forest",
+    "helmet",
+    "neon",
+    "jacket",
+)
+
+
+def queries(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=rng.integers(3, 8))) for _ in range(n)]
+
+
+def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim), dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def pct(samples: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples) * 1000.0
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def fill(
+    store: VectorStore, rng: np.random.Generator, start: int, stop: int, dim: int, chunk: int
+) -> float:
+    """Upsert rows start..stop-1 as random unit vectors; returns seconds."""
+    started = time.perf_counter()
+    for lo in range(start, stop, chunk):
+        hi = min(stop, lo + chunk)
+        vectors = unit_vectors(rng, hi - lo, dim)
+        records = [
+            AssetRecord(
+                asset_id=f"{i:064x}",
+                vector=v.tolist(),
+                filename=f"img_{i}.jpg",
+                source=f"bench:{i}",
+                content_key=f"bench/{i}",
+                mime_type="image/jpeg",
+                width=640,
+                height=480,
+                metadata={"i": i},
+            )
+            for i, v in zip(range(lo, hi), vectors, strict=True)
+        ]
+        store.upsert(COLLECTION, records)
+    return time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, timeout_s: float = 600, window_s: float = 2.0, busy: float = 0.1) -> float:
+    """Wait until the Milvus server is idle (its background HNSW builds after the flushes are
+    done), so they do not eat into the measured latencies; returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        if (cpu_seconds(pid) - before) / window_s < busy:
+            break
+    return time.perf_counter() - started
+
+
+def wait_ready(client: httpx.Client, stack: Stack, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    body: Any = None
+    while time.monotonic() < deadline:
+        if dead := stack.dead():
+            raise RuntimeError(f"stack processes died: {dead}")
+        try:
+            response = client.get("/readyz")
+            body = response.json()
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            body = repr(exc)
+        time.sleep(0.5)
+    raise RuntimeError(f"stack not ready after {timeout_s}s: {body}")
+
+
+def api_search(client: httpx.Client, text: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/jobs/search",
+        params={"wait": 10},
+        json={
+            "collection": COLLECTION,
+            "queries": [{"text": text}],
+            "top_k": TOP_K,
+        },
+    )
+    job = response.json()
+    if response.status_code != 200 or job.get("state") != "completed":
+        raise RuntimeError(f"search did not finish within the wait: {response.status_code} {job}")
+    if len(job["result"]["results"][0]) != TOP_K:
+        raise RuntimeError(f"expected {TOP_K} hits: {job['result']}")
+    return job
+
+
+def measure(
+    client: httpx.Client, encoder: ClipEncoder, store: VectorStore, n: int, seed: int
+) -> dict[str, list[float]]:
+    texts = queries(n, seed)
+    out: dict[str, list[float]] = {
+        "api": [],
+        "encode": [],
+        "search": [],
+        "encode+search": [],
+        "get_collection": [],
+        "job_server": [],
+    }
+    # interleaved, so noise from other load on the machine hits every column alike
+    for text in texts:
+        started = time.perf_counter()
+        job = api_search(client, text)
+        out["api"].append(time.perf_counter() - started)
+        if job.get("started_at") and job.get("finished_at"):
+            out["job_server"].append(_seconds(job["finished_at"]) - _seconds(job["started_at"]))
+        started = time.perf_counter()
+        vec = encoder.encode_texts([text])
+        mid = time.perf_counter()
+        hits = store.search(COLLECTION, vec, TOP_K)
+        end = time.perf_counter()
+        assert len(hits[0]) == TOP_K
+        out["encode"].append(mid - started)
+        out["search"].append(end - mid)
+        out["encode+search"].append(end - started)
+        out["get_collection"].append(timed(lambda: store.get_collection(COLLECTION)))
+    return out
+
+
+def _seconds(stamp: Any) -> float:
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+
+
+def warm(client: httpx.Client, encoder: ClipEncoder, store: VectorStore, n: int = 10) -> float:
+    """Warm the query worker (model load), this process's encoder and the index; returns the
+    first direct search's latency (what the first query after a load pays)."""
+    vec = encoder.encode_texts(["warm up"])
+    first = timed(lambda: store.search(COLLECTION, vec, TOP_K))
+    for text in queries(n, 999):
+        api_search(client, text)
+        store.search(COLLECTION, encoder.encode_texts([text]), TOP_K)
+    return first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto")
+    parser.add_argument("--chunk", type=int, default=5000, help="rows per upsert while loading")
+    parser.add_argument("--tiny", action="store_true", help="the small test checkpoint (quick)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+
+    base = Path(tempfile.mkdtemp(prefix="assetrag_bench_search_"))
+    stack: Stack | None = None
+    try:
+        ckpt = base / ("tiny-clip.pt" if args.tiny else "vit-b32-random.pt")
+        (build_tiny_checkpoint if args.tiny else build_vit_b32_checkpoint)(ckpt)
+        encoder = ClipEncoder(str(ckpt), "cpu", args.precision)
+        encoder.load()
+        dim = encoder.dim
+        port = free_port()
+        stack = Stack(
+            port=port,
+            log_dir=base / "logs",
+            env={
+                "ASSETRAG_DATA_DIR": str(base / "data"),
+                "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # private redis
+                "ASSETRAG_CLIP_MODEL": str(ckpt),
+                "ASSETRAG_DEVICE": "cpu",
+                "ASSETRAG_PRECISION": args.precision,
+                "ASSETRAG_GEMINI_API_KEY": "unused",
+            },
+        )
+        stack.start()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        wait_ready(client, stack)
+        store = VectorStore(stack.env["ASSETRAG_MILVUS_URI"])
+        store.ensure_collection(COLLECTION, dim, str(ckpt))  # model id = ASSETRAG_CLIP_MODEL
+        rng = np.random.default_rng(7)
+        loaded = 0
+        results = []
+        for size in sizes:
+            load_s = fill(store, rng, loaded, size, dim, args.chunk)
+            loaded = size
+            count = store.count(COLLECTION)
+            assert count == size, f"count {count} != {size}"
+            settle_s = settle(stack.procs["milvus"].pid)
+            print(
+                f"{size}: loaded {size - (results[-1]['size'] if results else 0)} rows in "
+                f"{load_s:.1f}s; Milvus server busy {settle_s:.1f}s more",
+                flush=True,
+            )
+            first = warm(client, encoder, store)
+            samples = measure(client, encoder, store, args.queries, seed=size)
+            results.append(
+                {
+                    "size": size,
+                    "load_s": load_s,
+                    "first": first,
+                    "samples": samples,
+                    "settle_s": settle_s,
+                }
+            )
+            a50, a99 = pct(samples["api"])
+            print(f"{size}: api p50 {a50:.1f} ms p99 {a99:.1f} ms", flush=True)
+
+        import torch
+
+        print()
+        print(
+            f"model {'tiny' if args.tiny else 'ViT-B/32 (random weights)'}, dim {dim}, "
+            f"precision {args.precision} -> {encoder.precision}; top_k {TOP_K}; "
+            f"{args.queries} single-text queries per size; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; latencies in ms"
+        )
+        head = (
+            f"| {'vectors':>7} | {'API p50':>7} | {'API p99':>7} | {'enc p50':>7} | "
+            f"{'enc p99':>7} | {'srch p50':>8} | {'srch p99':>8} | {'enc+srch p50':>12} | "
+            f"{'enc+srch p99':>12} | {'overhead p50':>12} | {'API/bare p50':>12} |"
+        )
+        print(head)
+        print("|" + "|".join("-" * len(c) for c in head.strip().strip("|").split("|")) + "|")
+        for r in results:
+            s = r["samples"]
+            a50, a99 = pct(s["api"])
+            e50, e99 = pct(s["encode"])
+            m50, m99 = pct(s["search"])
+            b50, b99 = pct(s["encode+search"])
+            print(
+                f"| {r['size']:>7} | {a50:>7.1f} | {a99:>7.1f} | {e50:>7.1f} | {e99:>7.1f} | "
+                f"{m50:>8.1f} | {m99:>8.1f} | {b50:>12.1f} | {b99:>12.1f} | "
+                f"{a50 - b50:>12.1f} | {a50 / b50:>12.2f} |"
+            )
+        print()
+        print(
+            f"| {'vectors':>7} | {'load s':>7} | {'rows/s':>7} | {'index s':>7} | "
+            f"{'1st search ms':>13} | "
+            f"{'get_collection p50/p99 ms':>25} | {'job started->finished p50/p99 ms':>32} |"
+        )
+        for r in results:
+            s = r["samples"]
+            g50, g99 = pct(s["get_collection"])
+            j = (
+                f"{pct(s['job_server'])[0]:.1f} / {pct(s['job_server'])[1]:.1f}"
+                if s["job_server"]
+                else "n/a"
+            )
+            prev = max([p["size"] for p in results if p["size"] < r["size"]], default=0)
+            print(
+                f"| {r['size']:>7} | {r['load_s']:>7.1f} | "
+                f"{(r['size'] - prev) / r['load_s']:>7.0f} | {r['settle_s']:>7.1f} | "
+                f"{r['first'] * 1000:>13.1f} | {f'{g50:.1f} / {g99:.1f}':>25} | {j:>32} |"
+            )
+        client.close()
+    finally:
+        if stack is not None:
+            stack.stop()
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
