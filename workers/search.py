@@ -73,6 +73,17 @@ def _describe(query: SearchQuery) -> str:
     return f"asset:{query.asset_id}" if query.asset_id else f"upload:{query.upload_id}"
 
 
+def search_vectors(
+    ctx: WorkerContext, request: SearchRequest, vectors: list[np.ndarray]
+) -> list[list[Hit]]:
+    """One batched Milvus search for every encoded query."""
+    if not vectors:
+        return []
+    return ctx.vectors.search(
+        request.collection, np.stack(vectors), request.top_k, request.filter, request.min_score
+    )
+
+
 def run_search(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.mark_running(job_id):
         return
@@ -80,17 +91,7 @@ def run_search(ctx: WorkerContext, job_id: str) -> None:
     vectors, errors = encode_queries(ctx, request, ctx.jobs.tenant(job_id))
     order = sorted(vectors)
     try:
-        hits = (
-            ctx.vectors.search(
-                request.collection,
-                np.stack([vectors[i] for i in order]) if order else [],
-                request.top_k,
-                request.filter,
-                request.min_score,
-            )
-            if order
-            else []
-        )
+        hits = search_vectors(ctx, request, [vectors[i] for i in order])
     except CollectionNotFound as exc:
         ctx.jobs.fail(job_id, "collection_not_found", str(exc))
         return
