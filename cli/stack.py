@@ -8,6 +8,7 @@ in its own process group, and stops them all on Ctrl-C, SIGTERM, or when one die
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from shared.settings import Settings, get_settings
 console = Console(stderr=True)
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 STOP_GRACE_S = 15.0
+PR_SET_PDEATHSIG = 1
 WORKER_KINDS = ("embed", "query", "generate", "default")
 
 
@@ -126,6 +128,7 @@ class Stack:
             argv,
             env=self.child_env(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
@@ -231,6 +234,14 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: have Linux send SIGTERM if the stack process dies, so not
+    even a SIGKILLed `assetrag up` leaves its children running."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _cli() -> list[str]:
     return [sys.executable, "-m", "cli"]
 
@@ -238,6 +249,12 @@ def _cli() -> list[str]:
 def _settings_overrides(env: dict[str, str]) -> dict[str, str]:
     prefix = "ASSETRAG_"
     return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def _say(message: str) -> None:
+    # A closed terminal or pipe (`assetrag up | tee log` and Ctrl-C) must not stop the shutdown.
+    with contextlib.suppress(OSError):
+        console.print(message)
 
 
 def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
@@ -250,19 +267,19 @@ def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack.start()
-    redis_url = stack.env.get("ASSETRAG_REDIS_URL", stack.settings().redis_url)
-    console.print(
-        f"[bold green]assetrag is up[/] on http://{host}:{port}  "
-        f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it"
-    )
     try:
+        stack.start()
+        redis_url = stack.env.get("ASSETRAG_REDIS_URL", stack.settings().redis_url)
+        _say(
+            f"[bold green]assetrag is up[/] on http://{host}:{port}  "
+            f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it"
+        )
         while not stopping:
             if dead := stack.dead():
-                console.print(f"[red]{', '.join(dead)} exited; stopping the stack[/]")
+                _say(f"[red]{', '.join(dead)} exited; stopping the stack[/]")
                 return 1
             time.sleep(0.5)
         return 0
     finally:
-        console.print("[dim]stopping…[/]")
+        _say("[dim]stopping…[/]")
         stack.stop()

@@ -97,7 +97,11 @@ def test_ingest_search_sheet_generate_and_jobs(stack: RunningStack, tmp_path: Pa
     assert listed.returncode == 0 and "generate" in listed.stdout
 
 
-def test_up_runs_the_stack_and_ctrl_c_stops_every_process(tmp_path: Path, tiny_clip: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_up_runs_the_stack_and_leaves_no_process_behind(
+    tmp_path: Path, tiny_clip: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C stops every process cleanly; even a SIGKILLed `up` takes its children along."""
     port = free_port()
     env = {
         **os.environ,
@@ -114,25 +118,28 @@ def test_up_runs_the_stack_and_ctrl_c_stops_every_process(tmp_path: Path, tiny_c
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            time.sleep(0.5)
-        else:
-            raise AssertionError("assetrag up never became ready")
+        wait_ready(proc, port)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 7  # redis, milvus, four workers, api
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-        time.sleep(0.5)
-        alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        assert code == (0 if sig == signal.SIGINT else -signal.SIGKILL)
+        _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, alive
         assert (tmp_path / "data" / "redis").is_dir() and (tmp_path / "data" / "milvus").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        time.sleep(0.5)
+    raise AssertionError("assetrag up never became ready")
