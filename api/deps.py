@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from api.errors import ApiError
 from api.state import AppState
 from shared.jobs import Job
+from shared.vectors import TenantVectors
 
 
 def get_state(request: Request) -> AppState:
@@ -41,6 +42,13 @@ def get_tenant(
 
 
 TenantDep = Annotated[str | None, Depends(get_tenant)]
+
+
+def get_vectors(state: StateDep, tenant: TenantDep) -> TenantVectors:
+    return TenantVectors(state.vectors, tenant)
+
+
+VectorsDep = Annotated[TenantVectors, Depends(get_vectors)]
 
 
 def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> Job:

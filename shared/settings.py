@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TENANT_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
 def _split_csv(value: object) -> object:
@@ -69,6 +72,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_name_tenants(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            key, _, tenant = entry.partition(":")
+            if not key or not TENANT_RE.fullmatch(tenant):
+                raise ValueError(
+                    "ASSETRAG_API_KEYS entries are key:tenant, the tenant 1-32 letters and digits"
+                )
+        return entries
 
     @field_validator("library_roots")
     @classmethod

@@ -34,7 +34,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 from pymilvus import DataType, MilvusClient, MilvusException
 
-COLLECTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+from shared.settings import TENANT_RE
+
+# Milvus's own limit; the API keeps the names people choose to 64 characters, leaving room for
+# the tenant prefix of TenantVectors.
+COLLECTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,254}$")
 # Filter keys become part of a Milvus expression, so only plain identifiers are allowed.
 FILTER_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TOP_LEVEL_FILTER_FIELDS = frozenset({"filename", "source", "mime_type"})
@@ -103,7 +107,7 @@ def validate_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME_RE.fullmatch(name):
         raise InvalidCollectionName(
             f"invalid collection name {name!r}: use letters, digits and underscores, "
-            "start with a letter, at most 64 characters"
+            "start with a letter, at most 255 characters"
         )
     return name
 
@@ -407,3 +411,67 @@ def _hits(query_hits: Any, min_score: float | None) -> list[Hit]:
         )
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits
+
+
+class TenantVectors:
+    """One tenant's view of the store: only its collections, under the names it chose.
+
+    With API keys on, tenant T's collection C is stored as ``t_T__C``; tenant names are
+    letters and digits, so the prefix cannot be forged from another tenant's name. Without
+    keys (tenant None) names are used as they are.
+    """
+
+    def __init__(self, store: VectorStore, tenant: str | None) -> None:
+        if tenant is not None and not TENANT_RE.fullmatch(tenant):
+            raise ValueError(f"tenant names are 1-32 letters and digits, not {tenant!r}")
+        self.store = store
+        self.tenant = tenant
+        self.prefix = f"t_{tenant}__" if tenant is not None else ""
+
+    def physical(self, name: str) -> str:
+        return f"{self.prefix}{validate_collection_name(name)}"
+
+    def _mine(self, info: CollectionInfo) -> CollectionInfo:
+        return info.model_copy(update={"name": info.name.removeprefix(self.prefix)})
+
+    def has_collection(self, name: str) -> bool:
+        return self.store.has_collection(self.physical(name))
+
+    def get_collection(self, name: str, with_count: bool = True) -> CollectionInfo:
+        return self._mine(self.store.get_collection(self.physical(name), with_count))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        infos = self.store.list_collections()
+        return [self._mine(i) for i in infos if i.name.startswith(self.prefix)]
+
+    def ensure_collection(
+        self, name: str, dimension: int, model: str, metric: Metric = "COSINE"
+    ) -> CollectionInfo:
+        return self._mine(
+            self.store.ensure_collection(self.physical(name), dimension, model, metric)
+        )
+
+    def drop_collection(self, name: str) -> None:
+        self.store.drop_collection(self.physical(name))
+
+    def count(self, name: str) -> int:
+        return self.store.count(self.physical(name))
+
+    def upsert(self, name: str, records: list[AssetRecord]) -> int:
+        return self.store.upsert(self.physical(name), records)
+
+    def search(
+        self,
+        name: str,
+        vectors: list[list[float]] | np.ndarray,
+        top_k: int,
+        filter: dict[str, str | int | float | bool] | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        return self.store.search(self.physical(name), vectors, top_k, filter, min_score)
+
+    def get_asset(self, name: str, asset_id: str, with_vector: bool = False) -> AssetRecord | None:
+        return self.store.get_asset(self.physical(name), asset_id, with_vector)
+
+    def get_vectors(self, name: str, asset_ids: list[str]) -> dict[str, list[float]]:
+        return self.store.get_vectors(self.physical(name), asset_ids)

@@ -20,7 +20,7 @@ from celery import Task
 
 from shared.services import Services
 from shared.settings import Settings, get_settings
-from shared.vectors import AssetRecord
+from shared.vectors import AssetRecord, TenantVectors
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -52,16 +52,21 @@ class WorkerContext(Services):
                 self._encoder = encoder
             return self._encoder
 
-    def upsert(self, collection: str, records: list[AssetRecord]) -> None:
+    def scoped(self, tenant: str | None) -> TenantVectors:
+        """The vector store as the job's tenant sees it."""
+        return TenantVectors(self.vectors, tenant)
+
+    def upsert(self, vectors: TenantVectors, collection: str, records: list[AssetRecord]) -> None:
         """Creates the collection on first use (once per process), then upserts."""
         encoder = self.encoder()
-        if collection not in self._ready_collections:
-            self.vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
-            self._ready_collections.add(collection)
+        key = vectors.physical(collection)
+        if key not in self._ready_collections:
+            vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
+            self._ready_collections.add(key)
         try:
-            self.vectors.upsert(collection, records)
+            vectors.upsert(collection, records)
         except Exception:
-            self._ready_collections.discard(collection)  # dropped meanwhile? check again next time
+            self._ready_collections.discard(key)  # dropped meanwhile? check again next time
             raise
 
     @contextlib.contextmanager

@@ -27,7 +27,7 @@ from shared.sources import (
     resolve_library_path,
 )
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
-from shared.vectors import AssetRecord, CollectionNotFound, ModelMismatch
+from shared.vectors import AssetRecord, CollectionNotFound, ModelMismatch, TenantVectors
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 
@@ -62,7 +62,7 @@ def plan_embed(ctx: WorkerContext, job_id: str) -> int:
         return 0  # cancelled before planning
     request = EmbedRequest.model_validate(ctx.jobs.request(job_id))
     try:
-        _check_collection_model(ctx, request.collection)
+        _check_collection_model(ctx, ctx.scoped(ctx.jobs.tenant(job_id)), request.collection)
         items = _expand(ctx, request)
     except (SourceRejected, ModelMismatch) as exc:
         ctx.jobs.fail(job_id, getattr(exc, "code", "model_mismatch"), str(exc))
@@ -79,9 +79,9 @@ def plan_embed(ctx: WorkerContext, job_id: str) -> int:
     return len(batches)
 
 
-def _check_collection_model(ctx: WorkerContext, collection: str) -> None:
+def _check_collection_model(ctx: WorkerContext, vectors: TenantVectors, collection: str) -> None:
     try:
-        existing = ctx.vectors.get_collection(collection, with_count=False)
+        existing = vectors.get_collection(collection, with_count=False)
     except CollectionNotFound:
         return
     if existing.model != ctx.settings.clip_model:
@@ -123,7 +123,7 @@ def embed_batch(
     loaded = read_batch(ctx, items, tenant, report)
     report.timings["read"] = time.perf_counter() - started
     if loaded:
-        store_batch(ctx, request["collection"], loaded, report)
+        store_batch(ctx, ctx.scoped(tenant), request["collection"], loaded, report)
     ctx.jobs.complete_batch(job_id, batch_id, report.stored, report.errors, report.asset_ids)
     log.info(
         "job %s batch %s: %d stored, %d failed, timings %s",
@@ -184,7 +184,11 @@ def read_item_bytes(ctx: WorkerContext, item: EmbedItem, tenant: str | None) -> 
 
 
 def store_batch(
-    ctx: WorkerContext, collection: str, loaded: list[LoadedImage], report: BatchReport
+    ctx: WorkerContext,
+    scope: TenantVectors,
+    collection: str,
+    loaded: list[LoadedImage],
+    report: BatchReport,
 ) -> None:
     import torch
 
@@ -200,7 +204,7 @@ def store_batch(
             ctx.blobs.put(key, image.data)
         records[image.asset_id] = _record(image, key, vector.tolist())
         report.asset_ids[image.index] = image.asset_id
-    ctx.upsert(collection, list(records.values()))
+    ctx.upsert(scope, collection, list(records.values()))
     report.stored = len(loaded)
     report.timings["write"] = time.perf_counter() - started
 

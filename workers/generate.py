@@ -14,12 +14,14 @@ from shared.images import ImageInfo, decode_rgb, downscale, sniff_image
 from shared.jobs import ItemError, Progress
 from shared.schemas import GenerateRequest
 from shared.tasks import RUN_GENERATE
-from shared.vectors import AssetRecord
+from shared.vectors import AssetRecord, TenantVectors
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 
 
-def resolve_references(ctx: WorkerContext, request: GenerateRequest) -> list[str]:
+def resolve_references(
+    ctx: WorkerContext, scope: TenantVectors, request: GenerateRequest
+) -> list[str]:
     """The reference asset ids: the named ones, or the top hits of the reference query."""
     refs = request.references
     if refs is None:
@@ -27,17 +29,17 @@ def resolve_references(ctx: WorkerContext, request: GenerateRequest) -> list[str
     if refs.asset_ids is not None:
         return list(refs.asset_ids)
     vector = ctx.encoder().encode_texts([str(refs.query)])
-    hits = ctx.vectors.search(request.collection, vector, refs.top_k)[0]
+    hits = scope.search(request.collection, vector, refs.top_k)[0]
     return [hit.asset_id for hit in hits]
 
 
 def load_references(
-    ctx: WorkerContext, collection: str, asset_ids: list[str]
+    ctx: WorkerContext, scope: TenantVectors, collection: str, asset_ids: list[str]
 ) -> list[tuple[bytes, str]]:
     """Reference images downscaled to a sensible longest side, in the order given."""
     images = []
     for asset_id in asset_ids:
-        record = ctx.vectors.get_asset(collection, asset_id)
+        record = scope.get_asset(collection, asset_id)
         if record is None:
             raise GenerationError("asset_not_found", f"reference {asset_id} is not in {collection}")
         data = ctx.blobs.get(record.content_key)
@@ -65,6 +67,7 @@ async def generate_variants(
 
 def save_image(
     ctx: WorkerContext,
+    scope: TenantVectors,
     job_id: str,
     number: int,
     image: GeneratedImage,
@@ -87,12 +90,19 @@ def save_image(
             "model": model,
             "job_id": job_id,
         }
-        entry["asset_id"] = _save_to_collection(ctx, request.collection, image.data, info, lineage)
+        entry["asset_id"] = _save_to_collection(
+            ctx, scope, request.collection, image.data, info, lineage
+        )
     return entry
 
 
 def _save_to_collection(
-    ctx: WorkerContext, collection: str, data: bytes, info: ImageInfo, lineage: dict[str, Any]
+    ctx: WorkerContext,
+    scope: TenantVectors,
+    collection: str,
+    data: bytes,
+    info: ImageInfo,
+    lineage: dict[str, Any],
 ) -> str:
     encoder = ctx.encoder()
     image = decode_rgb(data, ctx.settings.max_image_pixels, draft_size=encoder.input_resolution)
@@ -101,6 +111,7 @@ def _save_to_collection(
     key = asset_key(asset_id)
     ctx.blobs.put(key, data)
     ctx.upsert(
+        scope,
         collection,
         [
             AssetRecord(
@@ -124,18 +135,20 @@ def run_generate(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.mark_running(job_id):
         return
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
+    scope = ctx.scoped(ctx.jobs.tenant(job_id))
     try:
-        references = resolve_references(ctx, request)
-        reference_images = load_references(ctx, request.collection, references)
+        references = resolve_references(ctx, scope, request)
+        reference_images = load_references(ctx, scope, request.collection, references)
     except GenerationError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return
     outcomes = ctx.run_async(generate_variants(ctx, request, reference_images))
-    finish(ctx, job_id, request, references, outcomes)
+    finish(ctx, scope, job_id, request, references, outcomes)
 
 
 def finish(
     ctx: WorkerContext,
+    scope: TenantVectors,
     job_id: str,
     request: GenerateRequest,
     references: list[str],
@@ -150,7 +163,7 @@ def finish(
     model = outputs[0].model or ctx.settings.gemini_model
     images = [image for output in outputs for image in output.images]
     entries = [
-        save_image(ctx, job_id, number, image, request, references, model)
+        save_image(ctx, scope, job_id, number, image, request, references, model)
         for number, image in enumerate(images)
     ]
     result = {

@@ -59,7 +59,7 @@ def _encode_reference(
     ctx: WorkerContext, collection: str, query: SearchQuery, tenant: str | None
 ) -> np.ndarray:
     if query.asset_id is not None:
-        found = ctx.vectors.get_vectors(collection, [query.asset_id])
+        found = ctx.scoped(tenant).get_vectors(collection, [query.asset_id])
         if query.asset_id not in found:
             raise LookupError(f"asset {query.asset_id} is not in {collection}")
         return np.asarray(found[query.asset_id], dtype=np.float32)
@@ -74,12 +74,12 @@ def _describe(query: SearchQuery) -> str:
 
 
 def search_vectors(
-    ctx: WorkerContext, request: SearchRequest, vectors: list[np.ndarray]
+    ctx: WorkerContext, request: SearchRequest, vectors: list[np.ndarray], tenant: str | None
 ) -> list[list[Hit]]:
     """One batched Milvus search for every encoded query."""
     if not vectors:
         return []
-    return ctx.vectors.search(
+    return ctx.scoped(tenant).search(
         request.collection, np.stack(vectors), request.top_k, request.filter, request.min_score
     )
 
@@ -88,10 +88,11 @@ def run_search(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.mark_running(job_id):
         return
     request = SearchRequest.model_validate(ctx.jobs.request(job_id))
-    vectors, errors = encode_queries(ctx, request, ctx.jobs.tenant(job_id))
+    tenant = ctx.jobs.tenant(job_id)
+    vectors, errors = encode_queries(ctx, request, tenant)
     order = sorted(vectors)
     try:
-        hits = search_vectors(ctx, request, [vectors[i] for i in order])
+        hits = search_vectors(ctx, request, [vectors[i] for i in order], tenant)
     except CollectionNotFound as exc:
         ctx.jobs.fail(job_id, "collection_not_found", str(exc))
         return

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from api.deps import StateDep
+from api.deps import StateDep, VectorsDep
 from api.errors import ApiError
 from shared.blobs import BlobNotFound
 from shared.schemas import CollectionCreate
@@ -15,29 +15,31 @@ from shared.vectors import AssetRecord, CollectionInfo, CollectionNotFound
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
-def _collection(state: StateDep, name: str) -> CollectionInfo:
+def _collection(vectors: VectorsDep, name: str) -> CollectionInfo:
     try:
-        return state.vectors.get_collection(name)
+        return vectors.get_collection(name)
     except (CollectionNotFound, ValueError) as exc:
         raise ApiError(404, "collection_not_found", f"no collection {name}") from exc
 
 
-def _asset(state: StateDep, name: str, asset_id: str) -> AssetRecord:
-    _collection(state, name)
-    record = state.vectors.get_asset(name, asset_id) if len(asset_id) == 64 else None
+def _asset(vectors: VectorsDep, name: str, asset_id: str) -> AssetRecord:
+    _collection(vectors, name)
+    record = vectors.get_asset(name, asset_id) if len(asset_id) == 64 else None
     if record is None:
         raise ApiError(404, "asset_not_found", f"no asset {asset_id} in {name}")
     return record
 
 
 @router.get("")
-def list_collections(state: StateDep) -> dict[str, Any]:
-    collections = state.vectors.list_collections()
+def list_collections(vectors: VectorsDep) -> dict[str, Any]:
+    collections = vectors.list_collections()
     return {"data": [c.model_dump() for c in collections], "count": len(collections)}
 
 
 @router.post("", status_code=201, response_model=CollectionInfo)
-def create_collection(body: CollectionCreate, state: StateDep) -> CollectionInfo:
+def create_collection(
+    body: CollectionCreate, state: StateDep, vectors: VectorsDep
+) -> CollectionInfo:
     model = state.settings.clip_model
     dimension = state.models.dimension(model)
     if dimension is None:
@@ -47,34 +49,34 @@ def create_collection(body: CollectionCreate, state: StateDep) -> CollectionInfo
             f"the dimension of {model} is unknown until a worker loads it; "
             "embed into the collection instead (it is created on first use)",
         )
-    if state.vectors.has_collection(body.name):
+    if vectors.has_collection(body.name):
         raise ApiError(409, "collection_exists", f"collection {body.name} already exists")
-    return state.vectors.ensure_collection(body.name, dimension, model, body.metric)
+    return vectors.ensure_collection(body.name, dimension, model, body.metric)
 
 
 @router.get("/{name}", response_model=CollectionInfo)
-def describe_collection(name: str, state: StateDep) -> CollectionInfo:
-    return _collection(state, name)
+def describe_collection(name: str, vectors: VectorsDep) -> CollectionInfo:
+    return _collection(vectors, name)
 
 
 @router.delete("/{name}", status_code=204)
-def delete_collection(name: str, state: StateDep) -> Response:
-    _collection(state, name)
-    state.vectors.drop_collection(name)
+def delete_collection(name: str, vectors: VectorsDep) -> Response:
+    _collection(vectors, name)
+    vectors.drop_collection(name)
     return Response(status_code=204)
 
 
 @router.get("/{name}/assets/{asset_id}")
-def read_asset(name: str, asset_id: str, state: StateDep) -> dict[str, Any]:
-    record = _asset(state, name, asset_id)
+def read_asset(name: str, asset_id: str, vectors: VectorsDep) -> dict[str, Any]:
+    record = _asset(vectors, name, asset_id)
     body = record.model_dump(exclude={"vector", "content_key"})
     body["content_url"] = f"/v1/collections/{name}/assets/{asset_id}/content"
     return body
 
 
 @router.get("/{name}/assets/{asset_id}/content", responses={200: {"content": {"image/*": {}}}})
-def asset_content(name: str, asset_id: str, state: StateDep) -> Response:
-    record = _asset(state, name, asset_id)
+def asset_content(name: str, asset_id: str, state: StateDep, vectors: VectorsDep) -> Response:
+    record = _asset(vectors, name, asset_id)
     try:
         data = state.blobs.get(record.content_key)
     except BlobNotFound as exc:

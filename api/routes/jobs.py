@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobDep, StateDep, TenantDep
+from api.deps import JobDep, StateDep, TenantDep, VectorsDep
 from api.errors import ApiError
 from api.metrics import JOBS_SUBMITTED
 from api.state import AppState
@@ -23,7 +23,7 @@ from shared.jobs import Job, JobKind, JobState
 from shared.schemas import EmbedRequest, GenerateRequest, JobList, SearchRequest
 from shared.sources import SourceRejected, resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH
-from shared.vectors import CollectionInfo, CollectionNotFound
+from shared.vectors import CollectionInfo, CollectionNotFound, TenantVectors
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -104,15 +104,15 @@ def _remember(
         state.redis.set(_idempotency_key(tenant, key), record, ex=state.settings.job_ttl_s)
 
 
-def _find_collection(state: AppState, name: str) -> CollectionInfo | None:
+def _find_collection(vectors: TenantVectors, name: str) -> CollectionInfo | None:
     try:
-        return state.vectors.get_collection(name, with_count=False)
+        return vectors.get_collection(name, with_count=False)
     except CollectionNotFound:
         return None
 
 
-def _require_collection(state: AppState, name: str) -> None:
-    if _find_collection(state, name) is None:
+def _require_collection(vectors: TenantVectors, name: str) -> None:
+    if _find_collection(vectors, name) is None:
         raise ApiError(404, "collection_not_found", f"no collection {name}")
 
 
@@ -123,8 +123,8 @@ def _check_text(text: str, limit: int, what: str) -> None:
         )
 
 
-def _check_assets(state: AppState, collection: str, asset_ids: list[str]) -> None:
-    found = state.vectors.get_vectors(collection, asset_ids) if asset_ids else {}
+def _check_assets(vectors: TenantVectors, collection: str, asset_ids: list[str]) -> None:
+    found = vectors.get_vectors(collection, asset_ids) if asset_ids else {}
     missing = [a for a in asset_ids if a not in found]
     if missing:
         raise ApiError(404, "asset_not_found", f"not in {collection}: {', '.join(missing)}")
@@ -141,6 +141,7 @@ async def submit_embed(
     body: EmbedRequest,
     state: StateDep,
     tenant: TenantDep,
+    vectors: VectorsDep,
     idempotency_key: IdempotencyHeader = None,
     wait: WaitQuery = None,
 ) -> JSONResponse:
@@ -156,7 +157,7 @@ async def submit_embed(
             resolve_library_path(body.directory.path, settings.library_roots)
         except SourceRejected as exc:
             raise ApiError(422, exc.code, exc.message) from exc
-    existing = _find_collection(state, body.collection)
+    existing = _find_collection(vectors, body.collection)
     if existing is not None and existing.model != settings.clip_model:
         raise ApiError(
             409,
@@ -172,15 +173,16 @@ async def submit_search(
     body: SearchRequest,
     state: StateDep,
     tenant: TenantDep,
+    vectors: VectorsDep,
     idempotency_key: IdempotencyHeader = None,
     wait: WaitQuery = None,
 ) -> JSONResponse:
-    _require_collection(state, body.collection)
+    _require_collection(vectors, body.collection)
     for query in body.queries:
         if query.text is not None:
             _check_text(query.text, state.settings.max_query_chars, "query")
     _check_uploads(state, [q.upload_id for q in body.queries if q.upload_id], tenant)
-    _check_assets(state, body.collection, [q.asset_id for q in body.queries if q.asset_id])
+    _check_assets(vectors, body.collection, [q.asset_id for q in body.queries if q.asset_id])
     return await submit(state, JobKind.search, RUN_SEARCH, body, tenant, idempotency_key, wait)
 
 
@@ -189,6 +191,7 @@ async def submit_generate(
     body: GenerateRequest,
     state: StateDep,
     tenant: TenantDep,
+    vectors: VectorsDep,
     idempotency_key: IdempotencyHeader = None,
     wait: WaitQuery = None,
 ) -> JSONResponse:
@@ -200,9 +203,9 @@ async def submit_generate(
         )
     _check_text(body.prompt, state.settings.max_prompt_chars, "prompt")
     if body.references is not None or body.save_to_collection:
-        _require_collection(state, body.collection)
+        _require_collection(vectors, body.collection)
     if body.references is not None and body.references.asset_ids:
-        _check_assets(state, body.collection, body.references.asset_ids)
+        _check_assets(vectors, body.collection, body.references.asset_ids)
     if body.references is not None and body.references.query:
         _check_text(body.references.query, state.settings.max_query_chars, "query")
     return await submit(state, JobKind.generate, RUN_GENERATE, body, tenant, idempotency_key, wait)

@@ -9,6 +9,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from shared.settings import Settings
@@ -225,3 +226,62 @@ def test_embedding_into_a_collection_of_another_model_is_refused(
     body = {"collection": "other", "items": [{"upload_id": "x" * 24}]}
     response = api.post("/v1/jobs/embed", json=body)
     assert response.status_code == 409 and error_code(response) == "model_mismatch"
+
+
+def test_collection_lifecycle(api: TestClient, settings: Settings) -> None:
+    import redis as redis_lib
+
+    from shared.models import ModelRegistry
+
+    ModelRegistry(redis_lib.Redis.from_url(settings.redis_url)).record(settings.clip_model, 48)
+    created = api.post("/v1/collections", json={"name": "lookbook"})
+    assert created.status_code == 201, created.text
+    assert created.json()["dimension"] == 48 and created.json()["model"] == settings.clip_model
+    assert error_code(api.post("/v1/collections", json={"name": "lookbook"})) == "collection_exists"
+    listed = api.get("/v1/collections").json()
+    assert [c["name"] for c in listed["data"]] == ["lookbook"] and listed["data"][0]["count"] == 0
+    assert api.get("/v1/collections/lookbook").json()["metric"] == "COSINE"
+    assert api.delete("/v1/collections/lookbook").status_code == 204
+    assert api.get("/v1/collections/lookbook").status_code == 404
+
+
+def test_unknown_model_dimension_refuses_create(api: TestClient) -> None:
+    response = api.post("/v1/collections", json={"name": "early"})
+    assert response.status_code == 503 and error_code(response) == "model_not_loaded"
+
+
+def test_tenants_see_only_their_own_collections(settings: Settings) -> None:
+    import redis as redis_lib
+
+    from api.main import create_app
+    from shared.models import ModelRegistry
+
+    ModelRegistry(redis_lib.Redis.from_url(settings.redis_url)).record(settings.clip_model, 48)
+    keyed = settings.model_copy(update={"api_keys": ["k-alpha:alpha", "k-beta:beta"]})
+    alpha = {"Authorization": "Bearer k-alpha"}
+    beta = {"Authorization": "Bearer k-beta"}
+    with TestClient(create_app(keyed)) as client:
+        assert (
+            client.post("/v1/collections", json={"name": "mine"}, headers=alpha).status_code == 201
+        )
+        assert [c["name"] for c in client.get("/v1/collections", headers=alpha).json()["data"]] == [
+            "mine"
+        ]
+        assert client.get("/v1/collections", headers=beta).json()["data"] == []
+        assert client.get("/v1/collections/mine", headers=beta).status_code == 404
+        search = {"collection": "mine", "queries": [{"text": "x"}]}
+        assert client.post("/v1/jobs/search", json=search, headers=beta).status_code == 404
+        assert client.post("/v1/jobs/search", json=search, headers=alpha).status_code == 202
+        # the same name is a different collection for another tenant
+        assert (
+            client.post("/v1/collections", json={"name": "mine"}, headers=beta).status_code == 201
+        )
+
+
+def test_api_keys_must_name_valid_tenants() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, api_keys=["no-tenant"])  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, api_keys=["key:bad tenant"])  # type: ignore[call-arg]

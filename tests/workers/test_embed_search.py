@@ -36,13 +36,14 @@ def ctx(settings: Settings) -> Iterator[WorkerContext]:
     context.vectors.close()
 
 
-def add_upload(ctx: WorkerContext, data: bytes, name: str) -> str:
+def add_upload(ctx: WorkerContext, data: bytes, name: str, tenant: str | None = None) -> str:
     upload = Upload(
         upload_id=f"upload-{name}-0000000000",
         filename=name,
         bytes=len(data),
         sha256="0" * 64,
         content_type="image/png",
+        tenant=tenant,
     )
     ctx.uploads.add(upload, data)
     return upload.upload_id
@@ -143,3 +144,19 @@ def test_search_text_image_and_asset_queries(ctx: WorkerContext) -> None:
     assert image_hits[0]["asset_id"] == assets[2] and asset_hits[0]["asset_id"] == assets[4]
     assert image_hits[0]["content_url"] == f"/v1/collections/s/assets/{assets[2]}/content"
     assert done.progress.model_dump() == {"total": 3, "succeeded": 3, "failed": 0}
+
+
+def test_a_tenants_job_writes_only_to_its_own_collections(ctx: WorkerContext) -> None:
+    upload_id = add_upload(ctx, make_image(5), "t", tenant="alpha")
+    job = ctx.jobs.create(
+        JobKind.embed, {"collection": "shared", "items": [{"upload_id": upload_id}]}, tenant="alpha"
+    )
+    plan_embed(ctx, job.id)
+    for _, args in ctx.queue.sent:  # type: ignore[attr-defined]
+        embed_batch(ctx, *args)
+    done = ctx.jobs.get(job.id)
+    assert done is not None and done.progress.succeeded == 1, done
+    assert ctx.vectors.has_collection("t_alpha__shared")
+    assert ctx.scoped("alpha").has_collection("shared")
+    assert not ctx.scoped("beta").has_collection("shared")
+    assert not ctx.scoped(None).has_collection("shared")
