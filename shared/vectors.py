@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
+import tenacity
 from pydantic import BaseModel, Field
 from pymilvus import DataType, MilvusClient, MilvusException
 
@@ -147,6 +148,13 @@ def build_filter(filter: dict[str, str | int | float | bool] | None) -> str:
     return " and ".join(clauses)
 
 
+def _index_being_written(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MilvusException) and (
+        "read error" in text or "not fully written" in text
+    )
+
+
 def _is_not_found(exc: MilvusException) -> bool:
     # Milvus Lite answers code 100 "does not exist"; a Milvus server code 100 "not found".
     text = str(exc).lower()
@@ -199,8 +207,19 @@ class VectorStore:
                 f"collection {name!r} holds {info.model} ({info.dimension}-d) vectors, "
                 f"not {model} ({dimension}-d)"
             )
-        self._client.load_collection(name)  # cheap when loaded; needed after a server restart
+        self._load(name)  # cheap when loaded; needed after a server restart
         return info
+
+    @tenacity.retry(
+        retry=tenacity.retry_if_exception(lambda exc: _index_being_written(exc)),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=2),
+        stop=tenacity.stop_after_delay(20),
+        reraise=True,
+    )
+    def _load(self, name: str) -> None:
+        # Milvus Lite writes index files in place from a background thread; a load that
+        # reads one mid-write fails with a read error and succeeds once the build is done.
+        self._client.load_collection(name)
 
     def _create(self, name: str, dimension: int, model: str, metric: str) -> None:
         meta = {"model": model, "dimension": dimension, "metric": metric, "created_at": time.time()}
