@@ -57,6 +57,13 @@ _OUTPUT_FIELDS = [
     "metadata",
     "created_at",
 ]
+# pymilvus pings every 10 s even when idle; the Milvus Lite server keeps gRPC's default of at
+# most one ping per 5 minutes without calls and answers GOAWAY "too_many_pings". Ping only
+# during calls, and rarely.
+_GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 330_000,
+    "grpc.keepalive_permit_without_calls": 0,
+}
 _HNSW_BUILD = {"M": 16, "efConstruction": 200}
 _CREATE_SETTLE_ATTEMPTS = 50
 
@@ -189,7 +196,7 @@ def resolve_uri(uri: str) -> str:
 class VectorStore:
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._client = MilvusClient(uri=resolve_uri(uri))
+        self._client = MilvusClient(uri=resolve_uri(uri), grpc_options=_GRPC_OPTIONS)
 
     # ── collections ────────────────────────────────────────────
 
