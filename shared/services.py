@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from shared.blobs import BlobStore, open_blob_store
+from shared.blobs import BlobExpiry, BlobStore, open_blob_store
 from shared.jobs import JobStore
 from shared.models import ModelRegistry
 from shared.settings import Settings
@@ -25,6 +25,7 @@ class Services:
     vectors: VectorStore
     blobs: BlobStore
     uploads: UploadRegistry
+    expiry: BlobExpiry
     queue: TaskQueue
     models: ModelRegistry
 
@@ -33,13 +34,15 @@ class Services:
         """The constructor arguments of a Services (or subclass) for these settings."""
         client = redis.Redis.from_url(settings.redis_url)
         blobs = open_blob_store(settings.resolved_blob_uri)
+        expiry = BlobExpiry(client, blobs)
         return {
             "settings": settings,
             "redis": client,
             "jobs": JobStore(client, settings.job_ttl_s),
             "vectors": VectorStore(settings.resolved_milvus_uri),
             "blobs": blobs,
-            "uploads": UploadRegistry(client, blobs, settings.upload_ttl_s),
+            "uploads": UploadRegistry(client, blobs, settings.upload_ttl_s, expiry),
+            "expiry": expiry,
             "queue": TaskQueue(make_celery(settings)),
             "models": ModelRegistry(client),
         }

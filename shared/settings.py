@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     decode_threads: int = Field(default=4, ge=1)
     job_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     upload_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    blob_sweep_s: float = Field(default=60.0, gt=0)  # how often expired blobs are deleted
     # Must stay well above the longest embed batch: an unacked task older than this is redelivered.
     visibility_timeout_s: int = Field(default=3600, gt=0)
     max_wait_s: float = 30.0

@@ -20,7 +20,7 @@ import httpx
 import redis
 from pydantic import BaseModel, Field
 
-from shared.blobs import BlobNotFound, BlobStore, upload_key
+from shared.blobs import BlobExpiry, BlobNotFound, BlobStore, upload_key
 from shared.jobs import KEY_PREFIX
 
 UPLOAD_ID_RE_LEN = (16, 64)
@@ -46,9 +46,12 @@ class Upload(BaseModel):
 class UploadRegistry:
     """Upload records in Redis (they expire); their bytes in the blob store."""
 
-    def __init__(self, client: redis.Redis, blobs: BlobStore, ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, blobs: BlobStore, ttl_s: int, expiry: BlobExpiry
+    ) -> None:
         self.redis = client
         self.blobs = blobs
+        self.expiry = expiry
         self.ttl_s = ttl_s
 
     @staticmethod
@@ -57,6 +60,7 @@ class UploadRegistry:
 
     def add(self, upload: Upload, data: bytes) -> None:
         self.blobs.put(upload_key(upload.upload_id), data)
+        self.expiry.schedule(upload_key(upload.upload_id), self.ttl_s)
         record = json.dumps(upload.model_dump() | {"tenant": upload.tenant})
         self.redis.set(self._key(upload.upload_id), record, ex=self.ttl_s)
 

@@ -144,6 +144,7 @@ def stack(
         "ASSETRAG_GEMINI_API_KEY": "test-key",
         "ASSETRAG_GEMINI_BASE_URL": fake_gemini.base_url,
         "ASSETRAG_GEMINI_RPM": "0",
+        "ASSETRAG_BLOB_SWEEP_S": "1",
     }
     port = free_port()
     running = Stack(port=port, env=env, log_dir=OUTPUT / "stack-logs")

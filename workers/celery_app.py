@@ -62,6 +62,20 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
     heartbeat.beat(sender.hostname, queues)
     threading.Thread(target=beat, name="assetrag-heartbeat", daemon=True).start()
+    if "default" in queues:
+        threading.Thread(target=_sweep_blobs, name="assetrag-blob-sweep", daemon=True).start()
+
+
+def _sweep_blobs() -> None:
+    """Bookkeeping on the default queue's workers: delete blobs whose record expired."""
+    from workers.context import worker_context
+
+    while not _stop.wait(get_settings().blob_sweep_s):
+        try:
+            while worker_context().expiry.sweep():
+                pass
+        except (redis.RedisError, OSError):
+            log.warning("blob sweep failed; retrying")
 
 
 @signals.worker_shutdown.connect

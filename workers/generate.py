@@ -76,6 +76,8 @@ def save_image(
     model: str,
 ) -> dict[str, Any]:
     ctx.blobs.put(generated_key(job_id, number), image.data)
+    # The job record expires job_ttl after it finishes; its images go a minute after it.
+    ctx.expiry.schedule(generated_key(job_id, number), ctx.settings.job_ttl_s + 60)
     info = sniff_image(image.data, ctx.settings.max_image_pixels)
     entry: dict[str, Any] = {
         "content_url": f"/v1/jobs/{job_id}/images/{number}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,18 @@ def test_progress_events_and_cancel(stack: RunningStack) -> None:
     assert count < 400
     again = stack.client.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409
+
+
+def test_the_default_worker_sweeps_expired_blobs(stack: RunningStack) -> None:
+    import redis as redis_lib
+
+    from shared.blobs import BlobExpiry, LocalBlobStore
+
+    store = LocalBlobStore(Path(stack.stack.env["ASSETRAG_DATA_DIR"]) / "blobs")
+    expiry = BlobExpiry(redis_lib.Redis.from_url(stack.stack.env["ASSETRAG_REDIS_URL"]), store)
+    store.put("generated/expired-job/0", b"old bytes")
+    expiry.schedule("generated/expired-job/0", 0)
+    deadline = time.monotonic() + 20
+    while store.exists("generated/expired-job/0") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not store.exists("generated/expired-job/0")
