@@ -124,23 +124,6 @@ class Bare:
 # --- (b) end to end ----------------------------------------------------------------------------
 
 
-def wait_ready(client: httpx.Client, stack: Stack, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    body: Any = None
-    while time.monotonic() < deadline:
-        if dead := stack.dead():
-            raise RuntimeError(f"stack processes died: {dead}")
-        try:
-            response = client.get("/readyz")
-            body = response.json()
-            if response.status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            body = repr(exc)
-        time.sleep(0.5)
-    raise RuntimeError(f"stack not ready after {timeout_s}s: {body}")
-
-
 def wait_job(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -254,7 +237,7 @@ def side_by_side(
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     runs = []
     try:
-        wait_ready(client, stack)
+        stack.wait_ready()
         warm = embed_folder(client, warm_folder, WARM_COLLECTION, warm_n, 600)
         for attempt in range(repeats):
             bare_s = bare.run()

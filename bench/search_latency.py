@@ -128,23 +128,6 @@ def settle(pid: int, timeout_s: float = 600, window_s: float = 2.0, busy: float 
     return time.perf_counter() - started
 
 
-def wait_ready(client: httpx.Client, stack: Stack, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    body: Any = None
-    while time.monotonic() < deadline:
-        if dead := stack.dead():
-            raise RuntimeError(f"stack processes died: {dead}")
-        try:
-            response = client.get("/readyz")
-            body = response.json()
-            if response.status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            body = repr(exc)
-        time.sleep(0.5)
-    raise RuntimeError(f"stack not ready after {timeout_s}s: {body}")
-
-
 def api_search(client: httpx.Client, text: str) -> dict[str, Any]:
     response = client.post(
         "/v1/jobs/search",
@@ -248,7 +231,7 @@ def main() -> None:
         )
         stack.start()
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        wait_ready(client, stack)
+        stack.wait_ready()
         store = VectorStore(stack.env["ASSETRAG_MILVUS_URI"])
         store.ensure_collection(COLLECTION, dim, str(ckpt))  # model id = ASSETRAG_CLIP_MODEL
         rng = np.random.default_rng(7)

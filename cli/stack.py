@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import redis
 from rich.console import Console
 
@@ -211,6 +212,23 @@ class Stack:
         wait_for_port("127.0.0.1", port, 60, proc)
         self.env["ASSETRAG_MILVUS_URI"] = f"http://127.0.0.1:{port}"
         console.print(f"[dim]started the Milvus Lite server on port {port} ({data})[/]")
+
+    def wait_ready(self, timeout_s: float = 180) -> None:
+        """Until /readyz says Redis, Milvus and a worker on every queue are there."""
+        deadline = time.monotonic() + timeout_s
+        body: object = None
+        while time.monotonic() < deadline:
+            if dead := self.dead():
+                raise RuntimeError(f"stack processes died: {dead}")
+            try:
+                response = httpx.get(f"http://{self.host}:{self.port}/readyz", timeout=5)
+                body = response.json()
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                body = repr(exc)
+            time.sleep(0.5)
+        raise RuntimeError(f"stack not ready after {timeout_s:.0f}s: {body}")
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is not None]

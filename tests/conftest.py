@@ -151,22 +151,8 @@ def stack(
     running.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
-        _wait_ready(client, running)
+        running.wait_ready(120)
         yield RunningStack(running, f"http://127.0.0.1:{port}", library, client)
     finally:
         client.close()
         running.stop()
-
-
-def _wait_ready(client: httpx.Client, running: Stack, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    body: Any = None
-    while time.monotonic() < deadline:
-        if dead := running.dead():
-            raise RuntimeError(f"stack processes died: {dead}; see test-output/stack-logs")
-        response = client.get("/readyz")
-        body = response.json()
-        if response.status_code == 200:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"stack not ready: {body}")
