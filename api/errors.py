@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.vectors import VectorStoreUnavailable
+
+log = logging.getLogger("assetrag.api")
 
 
 class ApiError(Exception):
@@ -65,7 +70,18 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
+async def _vector_store_down(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(503, "vector_store_unavailable", str(exc))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", f"{type(exc).__name__}: the server failed")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(VectorStoreUnavailable, _vector_store_down)
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -25,17 +25,22 @@ import contextlib
 import json
 import math
 import re
+import threading
 import time
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
 import tenacity
 from pydantic import BaseModel, Field
-from pymilvus import DataType, MilvusClient, MilvusException
 
 from shared.settings import TENANT_RE
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient, MilvusException
 
 # Milvus's own limit; the API keeps the names people choose to 64 characters, leaving room for
 # the tenant prefix of TenantVectors.
@@ -157,7 +162,7 @@ def build_filter(filter: dict[str, str | int | float | bool] | None) -> str:
 
 def _index_being_written(exc: BaseException) -> bool:
     text = str(exc)
-    return isinstance(exc, MilvusException) and (
+    return isinstance(exc, _pymilvus().MilvusException) and (
         "read error" in text or "not fully written" in text
     )
 
@@ -193,10 +198,41 @@ def resolve_uri(uri: str) -> str:
     return _local_server_uri(uri)
 
 
+@cache
+def _pymilvus() -> ModuleType:
+    """pymilvus, imported on first use: it pulls in pandas, which would add ~0.4 s to the
+    API's start-up."""
+    import pymilvus
+
+    return pymilvus
+
+
+class VectorStoreUnavailable(Exception):
+    """Milvus could not be reached."""
+
+
 class VectorStore:
+    """Connects on first use, so a process starts (and reports Milvus in /readyz) even while
+    Milvus is down."""
+
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._client = MilvusClient(uri=resolve_uri(uri), grpc_options=_GRPC_OPTIONS)
+        self._lock = threading.Lock()
+        self._milvus: MilvusClient | None = None
+
+    @property
+    def _client(self) -> MilvusClient:
+        if self._milvus is None:
+            with self._lock:
+                if self._milvus is None:
+                    self._milvus = self._connect()
+        return self._milvus
+
+    def _connect(self) -> MilvusClient:
+        try:
+            return _pymilvus().MilvusClient(uri=resolve_uri(self.uri), grpc_options=_GRPC_OPTIONS)
+        except _pymilvus().MilvusException as exc:
+            raise VectorStoreUnavailable(f"cannot reach Milvus at {self.uri}: {exc}") from exc
 
     # ── collections ────────────────────────────────────────────
 
@@ -234,7 +270,7 @@ class VectorStore:
         index.add_index("vector", index_type="HNSW", metric_type=metric, params=_HNSW_BUILD)
         # Another process may win the race (Milvus Lite may even answer "File exists"
         # mid-creation), so errors are ignored here; _settled_info decides what is there.
-        with contextlib.suppress(MilvusException):
+        with contextlib.suppress(_pymilvus().MilvusException):
             self._client.create_collection(
                 name,
                 schema=_schema(dimension, json.dumps(meta)),
@@ -258,7 +294,7 @@ class VectorStore:
             raise CollectionNotFound(name)
         try:
             desc = self._client.describe_collection(name)
-        except MilvusException as exc:
+        except _pymilvus().MilvusException as exc:
             if _is_not_found(exc):
                 raise CollectionNotFound(name) from exc
             raise
@@ -364,7 +400,8 @@ class VectorStore:
         self._client.get_server_version(timeout=5)
 
     def close(self) -> None:
-        self._client.close()
+        if self._milvus is not None:
+            self._milvus.close()
 
     def __enter__(self) -> VectorStore:
         return self
@@ -377,7 +414,7 @@ class VectorStore:
         validate_collection_name(name)
         try:
             return fn()
-        except MilvusException as exc:
+        except _pymilvus().MilvusException as exc:
             if _is_not_found(exc) and "collection" in str(exc).lower():
                 raise CollectionNotFound(name) from exc
             raise
@@ -385,7 +422,8 @@ class VectorStore:
 
 def _schema(dimension: int, description: str) -> Any:
     # Milvus Lite drops the description; a Milvus server keeps it as a second copy.
-    schema = MilvusClient.create_schema(
+    DataType = _pymilvus().DataType  # noqa: N806 (pymilvus' own name)
+    schema = _pymilvus().MilvusClient.create_schema(
         auto_id=False, enable_dynamic_field=False, description=description
     )
     schema.add_field("asset_id", DataType.VARCHAR, is_primary=True, max_length=64)

@@ -45,7 +45,8 @@ def test_importing_the_api_loads_no_model_stack() -> None:
     code = (
         "import importlib, pkgutil, sys, api\n"
         "for m in pkgutil.walk_packages(api.__path__, 'api.'): importlib.import_module(m.name)\n"
-        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder')\n"
+        # pymilvus (and its pandas) loads on first use, keeping start-up short
+        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder', 'pymilvus')\n"
         "heavy = [x for x in heavy if x in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -285,3 +286,20 @@ def test_api_keys_must_name_valid_tenants() -> None:
         Settings(_env_file=None, api_keys=["no-tenant"])  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         Settings(_env_file=None, api_keys=["key:bad tenant"])  # type: ignore[call-arg]
+
+
+def test_the_api_starts_and_answers_while_milvus_is_down(settings: Settings) -> None:
+    import socket
+
+    from api.main import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    down = settings.model_copy(update={"milvus_uri": nowhere})
+    with TestClient(create_app(down)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["milvus"].startswith("error")
+        listed = client.get("/v1/collections")
+        assert listed.status_code == 503 and error_code(listed) == "vector_store_unavailable"

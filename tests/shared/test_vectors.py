@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pymilvus import MilvusException
 
 from shared.vectors import (
     AssetRecord,
@@ -21,6 +20,7 @@ from shared.vectors import (
     InvalidCollectionName,
     ModelMismatch,
     VectorStore,
+    VectorStoreUnavailable,
     build_filter,
 )
 
@@ -313,5 +313,6 @@ def test_server_restart_keeps_data(tmp_path: Path) -> None:
 
 
 def test_ping_fails_when_unreachable() -> None:
-    with pytest.raises(MilvusException):
-        VectorStore(f"http://127.0.0.1:{_free_port()}").ping()
+    store = VectorStore(f"http://127.0.0.1:{_free_port()}")  # connects on first use
+    with pytest.raises(VectorStoreUnavailable):
+        store.ping()
