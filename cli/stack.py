@@ -8,7 +8,6 @@ in its own process group, and stops them all on Ctrl-C, SIGTERM, or when one die
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -29,7 +28,6 @@ from shared.settings import Settings, get_settings
 console = Console(stderr=True)
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 STOP_GRACE_S = 15.0
-PR_SET_PDEATHSIG = 1
 WORKER_KINDS = ("embed", "query", "generate", "default")
 
 
@@ -126,10 +124,9 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            argv,
+            _die_with_parent(argv),
             env=self.child_env(),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
@@ -252,12 +249,15 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: have Linux send SIGTERM if the stack process dies, so not
-    even a SIGKILLed `assetrag up` leaves its children running."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """Wrap a command so Linux sends it SIGTERM when the stack process dies: not even a
+    SIGKILLed `assetrag up` leaves its children running.
+
+    util-linux's setpriv sets the parent-death signal and execs the command. (A preexec_fn
+    would run Python between fork and exec, which breaks when the parent has gRPC threads.)
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def _cli() -> list[str]:
