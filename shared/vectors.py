@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 import threading
@@ -65,6 +66,7 @@ _OUTPUT_FIELDS = [
 # pymilvus pings every 10 s even when idle; the Milvus Lite server keeps gRPC's default of at
 # most one ping per 5 minutes without calls and answers GOAWAY "too_many_pings". Ping only
 # during calls, and rarely.
+log = logging.getLogger("assetrag.vectors")
 _GRPC_OPTIONS = {
     "grpc.keepalive_time_ms": 330_000,
     "grpc.keepalive_permit_without_calls": 0,
@@ -250,24 +252,46 @@ class VectorStore:
                 f"collection {name!r} holds {info.model} ({info.dimension}-d) vectors, "
                 f"not {model} ({dimension}-d)"
             )
-        self._load(name)  # cheap when loaded; needed after a server restart
+        self._load(name, info.metric)  # cheap when loaded; needed after a server restart
         return info
 
+    def _load(self, name: str, metric: str) -> None:
+        """Loads a collection, repairing its index if Milvus Lite left it unreadable.
+
+        Milvus Lite writes index files in place from a background thread: a load that reads
+        one mid-write fails with a read error until the build is done, and a server stopped
+        mid-write leaves the file short for good. The vectors themselves are intact, so after
+        a short wait the index is dropped and built again.
+        """
+        try:
+            self._load_when_written(name)
+        except _pymilvus().MilvusException as exc:
+            if not _index_being_written(exc):
+                raise
+            log.warning("index of %s is unreadable (%s); rebuilding it", name, exc)
+            with contextlib.suppress(_pymilvus().MilvusException):
+                self._client.release_collection(name)
+            self._client.drop_index(name, "vector")
+            self._client.create_index(name, self._index_params(metric))
+            self._client.load_collection(name)
+
     @tenacity.retry(
-        retry=tenacity.retry_if_exception(lambda exc: _index_being_written(exc)),
-        wait=tenacity.wait_exponential(multiplier=0.1, max=2),
-        stop=tenacity.stop_after_delay(20),
+        retry=tenacity.retry_if_exception(_index_being_written),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=1),
+        stop=tenacity.stop_after_delay(5),
         reraise=True,
     )
-    def _load(self, name: str) -> None:
-        # Milvus Lite writes index files in place from a background thread; a load that
-        # reads one mid-write fails with a read error and succeeds once the build is done.
+    def _load_when_written(self, name: str) -> None:
         self._client.load_collection(name)
+
+    def _index_params(self, metric: str) -> Any:
+        index = self._client.prepare_index_params()
+        index.add_index("vector", index_type="HNSW", metric_type=metric, params=_HNSW_BUILD)
+        return index
 
     def _create(self, name: str, dimension: int, model: str, metric: str) -> None:
         meta = {"model": model, "dimension": dimension, "metric": metric, "created_at": time.time()}
-        index = self._client.prepare_index_params()
-        index.add_index("vector", index_type="HNSW", metric_type=metric, params=_HNSW_BUILD)
+        index = self._index_params(metric)
         # Another process may win the race (Milvus Lite may even answer "File exists"
         # mid-creation), so errors are ignored here; _settled_info decides what is there.
         with contextlib.suppress(_pymilvus().MilvusException):

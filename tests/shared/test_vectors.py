@@ -312,6 +312,30 @@ def test_server_restart_keeps_data(tmp_path: Path) -> None:
         srv.stop()
 
 
+def test_an_index_left_short_by_a_stopped_server_is_rebuilt(tmp_path: Path) -> None:
+    """A Milvus Lite server stopped while writing an index leaves the file short; the data
+    is intact, so the collection must load again (its index rebuilt), not fail for good."""
+    srv = MilvusServer(tmp_path / "short")
+    srv.start()
+    vecs = unit(np.random.default_rng(6), 10)
+    try:
+        with VectorStore(srv.uri) as vs:
+            vs.ensure_collection("keep", DIM, MODEL)
+            vs.upsert("keep", records(vecs))
+            time.sleep(1)  # let the background index build finish, then cut its file short
+        srv.stop()
+        indexes = list((tmp_path / "short").rglob("*.idx"))
+        assert indexes
+        for index in indexes:
+            index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+        srv.start()
+        with VectorStore(srv.uri) as vs:
+            assert vs.ensure_collection("keep", DIM, MODEL).count == 10
+            assert [h[0].asset_id for h in vs.search("keep", vecs[:2], 3)] == ["a0", "a1"]
+    finally:
+        srv.stop()
+
+
 def test_ping_fails_when_unreachable() -> None:
     store = VectorStore(f"http://127.0.0.1:{_free_port()}")  # connects on first use
     with pytest.raises(VectorStoreUnavailable):
