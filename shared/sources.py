@@ -114,13 +114,14 @@ def resolve_library_path(raw: str, roots: list[Path]) -> Path:
     return real
 
 
-def read_library_file(raw: str, roots: list[Path], max_bytes: int) -> bytes:
+def read_library_file(raw: str, roots: list[Path], max_bytes: int) -> tuple[bytes, Path]:
+    """The bytes of a file under the library roots, and its real path."""
     path = resolve_library_path(raw, roots)
     if not path.is_file():
         raise SourceRejected("not_a_file", f"{raw} is not a file")
     if path.stat().st_size > max_bytes:
         raise SourceRejected("too_large", f"{raw} is over the {max_bytes}-byte limit")
-    return path.read_bytes()
+    return path.read_bytes(), path
 
 
 def expand_directory(

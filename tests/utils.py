@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import random
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -32,3 +38,47 @@ def write_images(folder: Path, count: int, start: int = 0, fmt: str = "PNG") -> 
         path.write_bytes(make_image(seed, fmt=fmt))
         paths.append(path)
     return paths
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header claiming a huge size, followed by a few bytes of pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+# path -> (status, headers, body)
+Responder = Callable[[str], tuple[int, dict[str, str], bytes]]
+
+
+@contextmanager
+def serve_http(respond: Responder) -> Iterator[str]:
+    """A local HTTP server answering GETs with `respond(path)`; yields its base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            status, headers, body = respond(self.path)
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -24,7 +24,6 @@ from shared.sources import (
     expand_directory,
     fetch_url,
     read_library_file,
-    resolve_library_path,
 )
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
 from shared.vectors import AssetRecord, CollectionNotFound, ModelMismatch, TenantVectors
@@ -172,10 +171,8 @@ def read_item_bytes(ctx: WorkerContext, item: EmbedItem, tenant: str | None) -> 
         data, upload = ctx.uploads.read(item.upload_id, tenant)
         return data, upload.filename
     if item.path is not None:
-        path = resolve_library_path(item.path, settings.library_roots)
-        return read_library_file(
-            item.path, settings.library_roots, settings.max_upload_bytes
-        ), path.name
+        data, path = read_library_file(item.path, settings.library_roots, settings.max_upload_bytes)
+        return data, path.name
     url = str(item.url)
     data = fetch_url(
         url, settings.max_upload_bytes, settings.url_timeout_s, settings.allow_private_urls

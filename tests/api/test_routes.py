@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import io
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from shared.settings import Settings
-from tests.utils import make_image
+from tests.utils import make_image, png_claiming
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,21 +22,6 @@ def error_code(response: object) -> str:
 
 def upload(api: TestClient, data: bytes, name: str = "a.png") -> object:
     return api.post("/v1/uploads", files=[("files", (name, io.BytesIO(data), "image/png"))])
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_importing_the_api_loads_no_model_stack() -> None:
@@ -63,7 +46,7 @@ def test_uploads_are_checked_by_content(api: TestClient) -> None:
         (b"", 415, "empty_file"),
         (b"hello, not an image", 415, "not_an_image"),
         (make_image(2)[:150], 415, "corrupt_image"),
-        (png_header_claiming(50_000, 50_000), 413, "decompression_bomb"),
+        (png_claiming(50_000, 50_000), 413, "decompression_bomb"),
     ]:
         response = upload(api, data)
         assert response.status_code == status, response.text  # type: ignore[attr-defined]

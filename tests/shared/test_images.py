@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import io
 import random
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from shared.images import (
     sniff_image,
     thumbnail,
 )
+from tests.utils import png_claiming
 
 LIMIT = 64_000_000
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -49,22 +48,6 @@ def channel(img: Image.Image, xy: tuple[int, int], index: int = 0) -> int:
 def near(pixel: object, colour: tuple[int, ...], tol: int = 12) -> bool:
     assert isinstance(pixel, tuple)
     return all(abs(int(a) - b) <= tol for a, b in zip(pixel, colour, strict=True))
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header claiming a huge size, followed by a few bytes of pixel data."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def rejected(data: bytes, max_pixels: int = LIMIT) -> set[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from shared.sources import (
     read_library_file,
     resolve_library_path,
 )
+from tests.utils import serve_http
 
 
 def test_paths_inside_roots_resolve(library: Path) -> None:
@@ -63,26 +62,13 @@ def test_directory_expansion_pattern_recursion_and_limit(library: Path) -> None:
 
 @pytest.fixture
 def local_server() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/redirect":
-                self.send_response(302)
-                self.send_header("Location", "http://169.254.169.254/latest/meta-data")
-                self.end_headers()
-                return
-            body = b"x" * (5000 if self.path == "/big" else 10)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path == "/redirect":
+            return 302, {"Location": "http://169.254.169.254/latest/meta-data"}, b""
+        return 200, {}, b"x" * (5000 if path == "/big" else 10)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_http(respond) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

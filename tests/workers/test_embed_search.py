@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from shared.jobs import JobKind, JobState
 from shared.settings import Settings
 from shared.sources import Upload
 from shared.tasks import EMBED_BATCH
-from tests.utils import make_image, write_images
+from tests.utils import make_image, serve_http, write_images
 from workers.context import WorkerContext, build_context
 from workers.embed import embed_batch, plan_embed
 from workers.search import run_search
@@ -61,21 +59,8 @@ def run_embed(ctx: WorkerContext, request: dict[str, Any]) -> str:
 @pytest.fixture
 def image_server() -> Iterator[str]:
     body = make_image(77)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/pics/shot.png"
-    server.shutdown()
+    with serve_http(lambda _path: (200, {}, body)) as url:
+        yield f"{url}/pics/shot.png"
 
 
 def test_plan_splits_into_batches_and_the_last_batch_completes(
