@@ -1,0 +1,140 @@
+// Drop many files into a collection: each file is uploaded on its own (the API refuses an
+// upload request whole for one bad file), then one embed job takes them all and its
+// server-sent events drive the progress bar.
+
+import { follow, listCollections, meta, submit, upload } from "./api.js";
+import { bytes, dropZone, h, option, progressText, say } from "./dom.js";
+
+const UPLOADS_IN_FLIGHT = 4;
+let runs = 0; // numbers each run's element ids
+
+export async function mount(root, params) {
+  const collections = await listCollections();
+  const name = h("input", {
+    id: "ingest-collection",
+    name: "collection",
+    required: true,
+    pattern: meta.collection_name_pattern,
+    list: "ingest-collections",
+    autocomplete: "off",
+    value: params.get("collection") || collections[0]?.name || "",
+    "aria-describedby": "ingest-collection-help",
+  });
+  const history = h("div", { class: "runs" });
+  let pending = [];
+  const start = h("button", { type: "submit", class: "primary", hidden: true }, "");
+
+  function queue(files) {
+    pending = files;
+    start.hidden = false;
+    start.textContent = `Ingest ${files.length} ${files.length === 1 ? "file" : "files"}`;
+    form.requestSubmit();
+  }
+
+  const form = h(
+    "form",
+    {
+      class: "stack",
+      onsubmit: (event) => {
+        event.preventDefault();
+        if (!pending.length || !form.reportValidity()) return;
+        const files = pending;
+        pending = [];
+        start.hidden = true;
+        const view = h("section", { class: "run card" });
+        history.prepend(view);
+        ingest(files, name.value, view);
+      },
+    },
+    h("div", { class: "field" },
+      h("label", { for: "ingest-collection" }, "Collection"),
+      name,
+      h("datalist", { id: "ingest-collections" }, collections.map((c) => option(c.name))),
+      h("small", { id: "ingest-collection-help", class: "muted" },
+        "An existing collection, or a new name (letters, digits and _, starting with a letter).")),
+    dropZone({ id: "ingest-files", text: "or drop images here, as many as you like", multiple: true, onFiles: queue }),
+    start,
+  );
+  root.append(h("h1", {}, "Ingest"), form, history);
+}
+
+function bar(id, label) {
+  const progress = h("progress", { id, class: label.toLowerCase(), max: 1, value: 0, "aria-labelledby": `${id}-label` });
+  const text = h("span", { class: "muted" });
+  const row = h("div", { class: "meter" }, h("span", { id: `${id}-label` }, label), progress, text);
+  return { row, progress, text };
+}
+
+async function ingest(files, collection, view) {
+  const refused = []; // {name, code, message}
+  const uploaded = []; // {name, upload_id}
+  const status = h("p", { class: "status", role: "status" });
+  const run = ++runs;
+  const up = bar(`upload-${run}`, "Upload");
+  const embed = bar(`embed-${run}`, "Embed");
+  view.dataset.state = "uploading";
+  view.append(h("h2", {}, `${files.length} ${files.length === 1 ? "file" : "files"} into ${collection}`),
+    up.row, embed.row, status);
+
+  up.progress.max = files.length;
+  let sent = 0;
+  await eachLimited(files, UPLOADS_IN_FLIGHT, async (file) => {
+    if (file.size > meta.max_upload_bytes) {
+      refused.push({ name: file.name, code: "file_too_large", message: `${bytes(file.size)} is over the ${bytes(meta.max_upload_bytes)} limit` });
+    } else {
+      try {
+        uploaded.push({ name: file.name, upload_id: (await upload(file)).upload_id });
+      } catch (error) {
+        refused.push({ name: file.name, code: error.code ?? "error", message: error.message });
+      }
+    }
+    up.progress.value = ++sent;
+    up.text.textContent = `${sent} of ${files.length} sent`;
+  });
+
+  let job = null;
+  if (uploaded.length) {
+    view.dataset.state = "embedding";
+    try {
+      job = await submit("embed", { collection, items: uploaded.map((u) => ({ upload_id: u.upload_id })) });
+      const show = (fresh) => {
+        const { total, succeeded, failed } = fresh.progress;
+        embed.progress.max = Math.max(total, 1);
+        embed.progress.value = succeeded + failed;
+        embed.text.textContent = progressText(fresh.progress);
+      };
+      show(job);
+      job = await follow(job, show);
+      show(job);
+    } catch (error) {
+      say(status, String(error), "error");
+    }
+  }
+  const failed = [
+    ...refused.map((r) => ({ ...r, stage: "upload" })),
+    ...(job?.errors ?? []).map((e) => ({ name: uploaded[e.index]?.name ?? e.source, code: e.code, message: e.message, stage: "embed" })),
+  ];
+  view.dataset.state = job?.state ?? "failed";
+  const stored = job?.progress.succeeded ?? 0;
+  if (job?.error) say(status, `The job failed: ${job.error.code}: ${job.error.message}`, "error");
+  else if (job) say(status, `${stored} stored, ${failed.length} failed (${job.state}).`, failed.length ? "warn" : "ok");
+  else if (!status.textContent) say(status, "No file could be uploaded.", "error");
+  if (stored) view.append(h("p", {}, h("a", { href: `#/library?collection=${encodeURIComponent(collection)}` }, `See ${collection} in the library`)));
+  if (failed.length) view.append(errorTable(failed));
+}
+
+function errorTable(rows) {
+  return h("table", { class: "errors" },
+    h("caption", {}, "Files that were not stored"),
+    h("thead", {}, h("tr", {}, ["File", "Stage", "Code", "Why"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.map((r) => h("tr", {},
+      h("td", {}, r.name), h("td", {}, r.stage), h("td", {}, h("code", {}, r.code)), h("td", {}, r.message)))));
+}
+
+async function eachLimited(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
