@@ -18,6 +18,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy api workers shared cli
 	$(VENV)/bin/pytest -q

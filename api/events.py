@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from shared.jobs import EVENTS_PATTERN, KEY_PREFIX
+from shared import keys
 
 log = logging.getLogger("assetrag.events")
 RECHECK_S = 1.0
@@ -55,17 +55,16 @@ class JobEvents:
         event.clear()
 
     async def _listen(self) -> None:
-        prefix = f"{KEY_PREFIX}:events:"
         while True:
             client = aioredis.Redis.from_url(self.redis_url)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.psubscribe(EVENTS_PATTERN)
+                    await pubsub.psubscribe(keys.EVENTS_PATTERN)
                     async for message in pubsub.listen():
                         if message.get("type") != "pmessage":
                             continue
-                        channel = message["channel"].decode()
-                        for event in self._waiters.get(channel.removeprefix(prefix), ()):
+                        job_id = keys.job_id_of_events(message["channel"].decode())
+                        for event in self._waiters.get(job_id, ()):
                             event.set()
             except (aioredis.RedisError, OSError):
                 log.warning("job events subscription lost; reconnecting")

@@ -8,14 +8,28 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from api.errors import install_error_handlers
-from api.metrics import record_request
-from api.routes import collections, health, jobs, uploads
+from api.metrics import RequestMetrics
+from api.openapi import publish_openapi
+from api.routes import collections, duplicates, health, jobs, meta, uploads
 from api.state import AppState
 from shared.settings import Settings, get_settings
 
 STATIC = Path(__file__).parent / "static"
+
+
+class UiFiles(StaticFiles):
+    """The UI's modules, revalidated on every load (a cheap 304 with their ETag), so that an
+    upgraded server never runs old modules beside new ones."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,21 +42,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await state.events.stop()
-            state.close()
+            await state.aclose()
 
     app = FastAPI(
         title="assetrag",
         version="1",
         description="Multimodal RAG over a media asset library, as an async job service.",
         lifespan=lifespan,
+        # We export Prometheus metrics, not OpenTelemetry; FastAPI's native telemetry would
+        # look up the global tracer, meter and logger providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.middleware("http")(record_request)
-    for router in (uploads.router, jobs.router, collections.router, health.router):
-        app.include_router(router)
+    publish_openapi(app, settings or get_settings())
+    app.add_middleware(RequestMetrics)
+    routers = (uploads, jobs, duplicates, collections, meta, health)
+    for routes in routers:
+        app.include_router(routes.router)
 
+    # The web UI: static files that speak the public v1 API like any other client.
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/ui", UiFiles(directory=STATIC), name="ui")
 
     return app

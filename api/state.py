@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis.asyncio
+
 from api.events import JobEvents
 from shared.health import WorkerHeartbeat
+from shared.jobs import JobStore
+from shared.ratelimit import RateLimiter
 from shared.services import Services
 from shared.settings import Settings
 
 
 @dataclass
 class AppState(Services):
+    aredis: redis.asyncio.Redis
     heartbeat: WorkerHeartbeat
     events: JobEvents
+    limiter: RateLimiter
 
     @classmethod
     def open(cls, settings: Settings) -> AppState:
+        """Opened inside the lifespan: the asyncio client binds to the server's event loop."""
         parts = Services.connect(settings)
+        aredis = redis.asyncio.Redis.from_url(settings.redis_url)
+        # Submits write their job on the event loop, without a thread hop.
+        parts["jobs"] = JobStore(parts["redis"], settings.job_ttl_s, aredis)
         return cls(
-            **parts, heartbeat=WorkerHeartbeat(parts["redis"]), events=JobEvents(settings.redis_url)
+            **parts,
+            aredis=aredis,
+            heartbeat=WorkerHeartbeat(parts["redis"]),
+            events=JobEvents(settings.redis_url),
+            limiter=RateLimiter(aredis, settings.rate_limit_per_s, settings.rate_limit_burst),
         )
+
+    async def aclose(self) -> None:
+        await self.aredis.aclose()
+        self.close()

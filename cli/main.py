@@ -3,7 +3,7 @@
 Server-side commands (``up``, ``api``, ``worker``) import ``cli.stack`` lazily so that
 ``assetrag --help`` and the client commands start fast.
 
-Exit codes: 0 success; 1 the job failed or was cancelled (or nothing to do);
+Exit codes: 0 success; 1 the job failed, was cancelled or stored nothing (or nothing to do);
 2 an API error (``error <code>: <message>``), an unreachable API, or bad usage;
 130 interrupted while following a job (the job keeps running).
 """
@@ -13,23 +13,50 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
+from pydantic import BaseModel, ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.client import ApiError, AssetragClient, is_terminal
+from cli.client import ApiError, AssetragClient, chunk_paths
+from shared import contract
+from shared.contract import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    MAX_REFERENCES,
+    AssetReferences,
+    Cluster,
+    DirectorySpec,
+    DuplicatesRequest,
+    DuplicatesResult,
+    EmbedItem,
+    EmbedRequest,
+    FilterValue,
+    GenerateRequest,
+    GenerateResult,
+    Hit,
+    Job,
+    JobKind,
+    JobState,
+    JobSummary,
+    SearchMode,
+    SearchQuery,
+    SearchRequest,
+    SearchResult,
+    Upload,
+)
+from shared.errors import describe_invalid
 
-if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+M = TypeVar("M", bound=BaseModel)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 SUBMIT_WAIT_S = 30.0
@@ -206,9 +233,15 @@ def expand_paths(
     return out
 
 
+def _refused_alone(exc: ApiError) -> bool:
+    """A refusal of the file itself (worth retrying its chunk-mates one by one), not of the
+    caller or the server."""
+    return exc.status in (413, 415, 422)
+
+
 def _upload_with_progress(
     client: AssetragClient, files: list[Path]
-) -> tuple[list[dict[str, Any]], list[tuple[Path, ApiError]]]:
+) -> tuple[list[Upload], list[tuple[Path, ApiError]]]:
     """Upload in chunks with a progress bar; a chunk the server refuses is retried file by
     file so that one bad file costs only itself. Returns (uploads, per-file errors)."""
     from rich.progress import (
@@ -220,10 +253,8 @@ def _upload_with_progress(
         TransferSpeedColumn,
     )
 
-    from cli.client import chunk_paths
-
     sizes = {p: _size(p) for p in files}
-    uploads: list[dict[str, Any]] = []
+    uploads: list[Upload] = []
     failures: list[tuple[Path, ApiError]] = []
     with Progress(
         TextColumn("uploading"),
@@ -233,31 +264,25 @@ def _upload_with_progress(
         TimeRemainingColumn(),
         TextColumn("{task.fields[files]}"),
         console=err,
-        transient=False,
     ) as progress:
         task = progress.add_task("upload", total=sum(sizes.values()), files=f"0/{len(files)}")
         done = 0
-        for chunk in chunk_paths(files, client.chunk_files, client.chunk_bytes):
+        for chunk in chunk_paths(files):
             try:
-                uploads.extend(client.upload_batch(chunk))
+                uploads.extend(client.upload(chunk))
             except ApiError as exc:
-                if exc.status in (401, 403, 429) or exc.status >= 500:
+                if not _refused_alone(exc):
                     raise
-                if len(chunk) == 1:
-                    failures.append((chunk[0], exc))
-                else:
-                    for path in chunk:
-                        try:
-                            uploads.extend(client.upload_batch([path]))
-                        except ApiError as one:
-                            if one.status in (401, 403, 429) or one.status >= 500:
-                                raise
-                            failures.append((path, one))
+                for path in chunk:
+                    try:
+                        uploads.extend(client.upload([path]))
+                    except ApiError as one:
+                        if not _refused_alone(one):
+                            raise
+                        failures.append((path, one))
             done += len(chunk)
             progress.update(
-                task,
-                advance=sum(sizes[p] for p in chunk),
-                files=f"{done}/{len(files)}",
+                task, advance=sum(sizes[p] for p in chunk), files=f"{done}/{len(files)}"
             )
     return uploads, failures
 
@@ -274,43 +299,34 @@ def _server_path(path: Path) -> str:
     return str(p.absolute()) if p.exists() else str(p)
 
 
-def _server_items(
-    paths: list[Path], recursive: bool, pattern: str | None
-) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-    """``(items, directory)`` for ``--server-paths``: one folder is sent as ``directory``
-    (the server walks it); files are ``path`` items. Extra folders, when this machine can see
-    them, are expanded here into ``path`` items."""
+def _server_request(
+    collection: str, paths: list[Path], recursive: bool, pattern: str | None
+) -> EmbedRequest:
+    """The embed request for ``--server-paths``: one folder goes as ``directory`` (the server
+    walks it); files are ``path`` items. Extra folders, when this machine can see them, are
+    expanded here into ``path`` items."""
     folders = [p for p in paths if p.is_dir() or str(p).endswith(("/", "\\"))]
     files = [p for p in paths if p not in folders]
-    directory: dict[str, Any] | None = None
-    items: list[dict[str, Any]] = [{"path": _server_path(p)} for p in files]
+    items = [EmbedItem(path=_server_path(p)) for p in files]
+    directory = None
     if folders:
         first, rest = folders[0], folders[1:]
-        directory = {"path": _server_path(first), "recursive": recursive}
-        if pattern:
-            directory["pattern"] = pattern
+        directory = DirectorySpec(
+            path=_server_path(first), recursive=recursive, pattern=pattern or "*"
+        )
         for folder in rest:
             if not folder.is_dir():
                 _fail(
                     f"error usage: only one server-side folder per job ({folder} is not "
                     "visible here to expand)"
                 )
-            items.extend(
-                {"path": _server_path(p)} for p in expand_paths([folder], recursive, pattern)
-            )
-    return (items or None), directory
+            items += [
+                EmbedItem(path=_server_path(p)) for p in expand_paths([folder], recursive, pattern)
+            ]
+    return EmbedRequest(collection=collection, items=items, directory=directory)
 
 
-def _progress_of(job: dict[str, Any]) -> tuple[int, int, int | None]:
-    progress = job.get("progress") or {}
-    succeeded = int(progress.get("succeeded") or 0)
-    failed = int(progress.get("failed") or 0)
-    total = int(progress.get("total") or 0)
-    # an embed job's total is 0 until its folder or item list has been planned
-    return succeeded, failed, (total if total or is_terminal(job) else None)
-
-
-def _follow_job(client: AssetragClient, job: dict[str, Any]) -> dict[str, Any]:
+def _follow_job(client: AssetragClient, job: Job) -> Job:
     """Follow a job to its end with a live progress bar fed by its events."""
     from rich.progress import (
         BarColumn,
@@ -329,7 +345,7 @@ def _follow_job(client: AssetragClient, job: dict[str, Any]) -> dict[str, Any]:
             speed = task.finished_speed or task.speed
             return Text("-- items/s" if speed is None else f"{speed:.1f} items/s")
 
-    if is_terminal(job):
+    if job.finished:
         return job
     with Progress(
         TextColumn("{task.description}"),
@@ -341,55 +357,32 @@ def _follow_job(client: AssetragClient, job: dict[str, Any]) -> dict[str, Any]:
         TimeRemainingColumn(),
         console=err,
     ) as progress:
-        task = progress.add_task(job.get("state", "queued"), total=None, failed=0)
+        task = progress.add_task(job.state.value, total=None, failed=0)
 
-        def update(current: dict[str, Any]) -> None:
-            _update_bar(progress, task, current)
+        def update(current: Job) -> None:
+            done = current.progress.succeeded + current.progress.failed
+            # an embed job's total is 0 until its folder or item list has been planned
+            total = current.progress.total or (done if current.finished else None)
+            progress.update(
+                task,
+                description=current.state.value,
+                total=total,
+                completed=done,
+                failed=current.progress.failed,
+            )
 
         update(job)
-        final = client.wait_job(job["id"], on_progress=update)
+        final = client.wait_job(job.id, on_progress=update)
         update(final)
     return final
 
 
-def _update_bar(progress: Progress, task: TaskID, job: dict[str, Any]) -> None:
-    succeeded, failed, total = _progress_of(job)
-    progress.update(
-        task,
-        description=str(job.get("state", "")),
-        total=total,
-        completed=succeeded + failed,
-        failed=failed,
-    )
-
-
-def _duration(job: dict[str, Any]) -> float | None:
-    start = _parse_time(job.get("started_at") or job.get("created_at"))
-    if start is None:
-        return None
-    end = _parse_time(job.get("finished_at"))
+def _fmt_duration(job: JobSummary) -> str:
+    start = job.started_at or job.created_at
+    end = job.finished_at or (None if job.finished else time.time())
     if end is None:
-        if is_terminal(job):
-            return None
-        end = datetime.now(UTC)
-    return max(0.0, (end - start).total_seconds())
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        if isinstance(value, int | float):
-            return datetime.fromtimestamp(float(value), UTC)
-        parsed = datetime.fromisoformat(str(value))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
         return "-"
+    seconds = max(0.0, end - start)
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
@@ -397,37 +390,27 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _print_job_error(job: dict[str, Any]) -> None:
-    error = job.get("error") or {}
-    if error:
-        err.print(
-            f"[red]error {escape(str(error.get('code', 'failed')))}: "
-            f"{escape(str(error.get('message', '')))}[/red]"
-        )
-    elif job.get("state") == "cancelled":
+def _print_job_error(job: JobSummary) -> None:
+    if job.error is not None:
+        err.print(f"[red]error {escape(job.error.code)}: {escape(job.error.message)}[/red]")
+    elif job.state == JobState.cancelled:
         err.print("[yellow]job cancelled[/yellow]")
 
 
-def _print_summary(job: dict[str, Any]) -> None:
-    succeeded, failed, total = _progress_of(job)
-    state = job.get("state", "?")
-    colour = {"completed": "green", "failed": "red", "cancelled": "yellow"}.get(state, "white")
+def _print_summary(job: Job) -> None:
+    p = job.progress
+    colour = {"completed": "green", "failed": "red", "cancelled": "yellow"}.get(job.state, "white")
     console.print(
-        f"job {job.get('id')} [{colour}]{state}[/{colour}]: {succeeded} succeeded, "
-        f"{failed} failed, {total if total is not None else '?'} total "
-        f"in {_fmt_duration(_duration(job))}"
+        f"job {job.id} [{colour}]{job.state.value}[/{colour}]: {p.succeeded} succeeded, "
+        f"{p.failed} failed, {p.total} total in {_fmt_duration(job)}"
     )
-    errors = job.get("errors") or []
-    if errors:
-        table = Table(title=f"{len(errors)} item error(s)", title_justify="left")
+    if job.errors:
+        table = Table(title=f"{len(job.errors)} item error(s)", title_justify="left")
         for column in ("index", "source", "code", "message"):
             table.add_column(column, overflow="fold")
-        for item in errors:
+        for item in job.errors:
             table.add_row(
-                escape(str(item.get("index", ""))),
-                escape(str(item.get("source", ""))),
-                escape(str(item.get("code", ""))),
-                escape(str(item.get("message", ""))),
+                str(item.index), escape(item.source), escape(item.code), escape(item.message)
             )
         console.print(table)
     _print_job_error(job)
@@ -471,15 +454,15 @@ def ingest(
     """Upload images (files or folders) into a collection as one embed job."""
     with _handle_errors(ctx), _client(ctx) as client:
         if server_paths:
-            items, directory = _server_items(paths, recursive, pattern)
-            count = f"{len(items or [])} file(s)" + (
-                f" + folder {directory['path']}" if directory else ""
+            request = _server_request(collection, paths, recursive, pattern)
+            count = f"{len(request.items)} file(s)" + (
+                f" + folder {request.directory.path}" if request.directory else ""
             )
         else:
             try:
                 files = expand_paths(paths, recursive, pattern)
             except FileNotFoundError as exc:
-                _fail(f"error not_found: no such file or folder: {exc}")
+                _fail(f"error file_not_found: no such file or folder: {exc}")
             if not files:
                 _fail("no images found", EXIT_JOB_FAILED)
             uploads, failures = _upload_with_progress(client, files)
@@ -490,31 +473,28 @@ def ingest(
                 )
             if not uploads:
                 _fail("nothing uploaded", EXIT_JOB_FAILED)
-            items = [{"upload_id": u["upload_id"]} for u in uploads]
-            directory = None
+            items = [EmbedItem(upload_id=u.upload_id) for u in uploads]
+            request = EmbedRequest(collection=collection, items=items)
             count = f"{len(items)} item(s)"
-        job = client.submit_embed(
-            collection, items=items, directory=directory, idempotency_key=str(uuid.uuid4())
-        )
-        job_id = job["id"]
-        console.print(f"embed job {job_id} submitted ({count}) into collection {collection}")
+        job = client.submit(JobKind.embed, request, idempotency_key=str(uuid.uuid4()))
+        console.print(f"embed job {job.id} submitted ({count}) into collection {collection}")
         if not wait:
-            console.print(f"follow it with `assetrag jobs {job_id}`")
+            console.print(f"follow it with `assetrag jobs {job.id}`")
             return
-        with _interruptible(job_id):
+        with _interruptible(job.id):
             final = _follow_job(client, job)
         _print_summary(final)
-    if final.get("state") != "completed":
+    if final.state != JobState.completed or final.progress.succeeded == 0:
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
 # -- search ---------------------------------------------------------------------------------
 
 
-def _parse_filters(values: list[str] | None) -> dict[str, Any]:
+def _parse_filters(values: list[str] | None) -> dict[str, FilterValue]:
     """``key=value`` filters a string field; ``key:=value`` takes a JSON literal (a number or
     true/false) for typed metadata."""
-    out: dict[str, Any] = {}
+    out: dict[str, FilterValue] = {}
     for value in values or []:
         key, sep, val = value.partition("=")
         if not sep or not key.strip(":").strip():
@@ -523,8 +503,8 @@ def _parse_filters(values: list[str] | None) -> dict[str, Any]:
             try:
                 parsed = json.loads(val)
             except ValueError:
-                _fail(f"error usage: --filter {key}={val}: not a JSON number or boolean")
-            if not isinstance(parsed, bool | int | float | str):
+                parsed = None
+            if not isinstance(parsed, bool | int | float):
                 _fail(f"error usage: --filter {key}={val}: not a JSON number or boolean")
             out[key[:-1].strip()] = parsed
         else:
@@ -532,20 +512,24 @@ def _parse_filters(values: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _finish(client: AssetragClient, job: dict[str, Any], label: str) -> dict[str, Any]:
+def _finish(client: AssetragClient, job: Job, label: str) -> Job:
     """Wait (quietly, with a spinner) for a submitted job that did not finish in time."""
-    if is_terminal(job):
+    if job.finished:
         return job
-    with _interruptible(job["id"]), err.status(f"{label} job {job['id']} {job.get('state')}…"):
-        return client.wait_job(job["id"])
+    with _interruptible(job.id), err.status(f"{label} job {job.id} {job.state.value}…"):
+        return client.wait_job(job.id)
 
 
-def _metadata_text(metadata: Any) -> str:
-    if not metadata:
-        return ""
-    if isinstance(metadata, dict):
-        return ", ".join(f"{k}={v}" for k, v in metadata.items() if k != "filename")
-    return str(metadata)
+def _metadata_text(metadata: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in metadata.items())
+
+
+def _validated(build: Callable[[], M]) -> M:
+    """A request model built from command-line values; a refusal is a usage error."""
+    try:
+        return build()
+    except ValidationError as exc:
+        _fail(f"error usage: {describe_invalid(exc.errors())}")
 
 
 @app.command()
@@ -559,7 +543,7 @@ def search(
             "--image", exists=True, dir_okay=False, help="Find images like this one instead."
         ),
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 10,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=contract.TOP_K_MAX)] = 10,
     filter_: Annotated[
         list[str] | None,
         typer.Option(
@@ -569,6 +553,14 @@ def search(
         ),
     ] = None,
     min_score: Annotated[float | None, typer.Option("--min-score")] = None,
+    mode: Annotated[
+        SearchMode,
+        typer.Option(
+            "--mode",
+            help="Text queries: vector (CLIP), keyword (BM25 over filenames and metadata: "
+            "SKUs, names) or hybrid (both, fused by rank).",
+        ),
+    ] = SearchMode.vector,
     sheet: Annotated[
         Path | None, typer.Option("--sheet", help="Write a contact sheet of the hits here.")
     ] = None,
@@ -577,50 +569,38 @@ def search(
     """Search a collection by text or by an example image."""
     if (text is None) == (image is None):
         _fail("error usage: give either a TEXT query or --image FILE (one of them)")
+    if image is not None and mode != SearchMode.vector:
+        _fail("error usage: --mode keyword and hybrid take a TEXT query, not --image")
     filters = _parse_filters(filter_)
     with _handle_errors(ctx), _client(ctx) as client:
         if image is not None:
-            uploads = client.upload_batch([image])
-            query: dict[str, Any] = {"upload_id": uploads[0]["upload_id"]}
+            query = SearchQuery(upload_id=client.upload([image])[0].upload_id)
+        elif mode == SearchMode.vector:
+            query = _validated(lambda: SearchQuery(text=text))
         else:
-            query = {"text": text}
-        job = client.submit_search(
-            collection,
-            [query],
-            top_k=top_k,
-            filter=filters or None,
-            min_score=min_score,
-            wait=SUBMIT_WAIT_S,
+            query = _validated(lambda: SearchQuery(text=text, mode=mode))
+        request = _validated(
+            lambda: SearchRequest(
+                collection=collection,
+                queries=[query],
+                top_k=top_k,
+                filter=filters or None,
+                min_score=min_score,
+            )
         )
-        job = _finish(client, job, "search")
-        if job.get("state") != "completed":
+        job = _finish(client, client.submit(JobKind.search, request, wait=SUBMIT_WAIT_S), "search")
+        if not isinstance(job.result, SearchResult) or job.state != JobState.completed:
             _print_job_error(job)
             raise typer.Exit(EXIT_JOB_FAILED)
-        results = (job.get("result") or {}).get("results") or [[]]
-        hits: list[dict[str, Any]] = results[0] if results else []
+        if job.errors:
+            _fail(f"error {job.errors[0].code}: {job.errors[0].message}", EXIT_JOB_FAILED)
+        hits = job.result.results[0]
         if as_json:
-            typer.echo(json.dumps(hits, indent=2))
+            typer.echo(json.dumps([hit.model_dump(mode="json") for hit in hits], indent=2))
         elif not hits:
             console.print("no results")
         else:
-            table = Table(title=f"{len(hits)} hit(s) in {collection}", title_justify="left")
-            table.add_column("#", justify="right")
-            table.add_column("score", justify="right")
-            table.add_column("asset")
-            table.add_column("filename", overflow="fold")
-            table.add_column("source", overflow="fold")
-            table.add_column("metadata", overflow="fold")
-            for rank, hit in enumerate(hits, 1):
-                score = hit.get("score")
-                table.add_row(
-                    str(rank),
-                    f"{score:.3f}" if isinstance(score, int | float) else "",
-                    escape(str(hit.get("asset_id", ""))[:12]),
-                    escape(str(hit.get("filename") or "")),
-                    escape(str(hit.get("source") or "")),
-                    escape(_metadata_text(hit.get("metadata"))),
-                )
-            console.print(table)
+            _print_hits(hits, collection)
         if sheet is not None:
             if not hits:
                 err.print("[yellow]no hits: no contact sheet written[/yellow]")
@@ -629,23 +609,39 @@ def search(
             (err if as_json else console).print(f"contact sheet: {sheet}")
 
 
-def _write_sheet(client: AssetragClient, hits: list[dict[str, Any]], out: Path) -> None:
+def _print_hits(hits: list[Hit], collection: str) -> None:
+    table = Table(title=f"{len(hits)} hit(s) in {collection}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("found by")
+    table.add_column("asset")
+    table.add_column("filename", overflow="fold")
+    table.add_column("source", overflow="fold")
+    table.add_column("metadata", overflow="fold")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(
+            str(rank),
+            f"{hit.score:.3f}",
+            "+".join(hit.found_by),
+            escape(hit.asset_id[:12]),
+            escape(hit.filename),
+            escape(hit.source),
+            escape(_metadata_text(hit.metadata)),
+        )
+    console.print(table)
+
+
+def _write_sheet(client: AssetragClient, hits: list[Hit], out: Path) -> None:
     from cli.sheet import caption, contact_sheet
 
     tiles: list[tuple[bytes, str]] = []
     for rank, hit in enumerate(hits, 1):
         data = b""
-        url = hit.get("content_url")
-        if url:
-            try:
-                data = client.content(str(url))
-            except (ApiError, httpx.HTTPError) as exc:
-                err.print(f"[yellow]could not fetch hit #{rank}: {escape(str(exc))}[/yellow]")
-        score = hit.get("score")
-        name = hit.get("filename") or str(hit.get("asset_id", ""))[:12]
-        tiles.append(
-            (data, caption(rank, float(score) if isinstance(score, int | float) else None, name))
-        )
+        try:
+            data = client.content(hit.content_url)
+        except (ApiError, httpx.HTTPError) as exc:
+            err.print(f"[yellow]could not fetch hit #{rank}: {escape(str(exc))}[/yellow]")
+        tiles.append((data, caption(rank, hit.score, hit.filename or hit.asset_id[:12])))
     image = contact_sheet(tiles)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
@@ -668,25 +664,22 @@ _MIME_SUFFIX = {
 }
 
 
-def _save_image(data: bytes, mime_type: str | None, path: Path) -> None:
+def _save_image(data: bytes, mime_type: str, path: Path) -> None:
     """Write the bytes, re-encoding when the file's suffix asks for another format."""
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if mime_type and suffix and suffix not in _MIME_SUFFIX.get(mime_type, {suffix}):
-        try:
-            import io
+    if not suffix or suffix in _MIME_SUFFIX.get(mime_type, {suffix}):
+        path.write_bytes(data)
+        return
+    import io
 
-            from PIL import Image
+    from PIL import Image
 
-            with Image.open(io.BytesIO(data)) as opened:
-                img: Image.Image = opened
-                if suffix in (".jpg", ".jpeg") and img.mode not in ("RGB", "L"):
-                    img = img.convert("RGB")
-                img.save(path)
-            return
-        except Exception:  # noqa: BLE001 - fall back to the bytes as sent
-            pass
-    path.write_bytes(data)
+    with Image.open(io.BytesIO(data)) as opened:
+        img: Image.Image = opened
+        if suffix in (".jpg", ".jpeg") and img.mode not in ("RGB", "L"):
+            img = img.convert("RGB")
+        img.save(path)
 
 
 @app.command()
@@ -697,13 +690,14 @@ def generate(
         str, typer.Option("--collection", "-c", help="Collection the references come from.")
     ],
     ref: Annotated[
-        list[str] | None, typer.Option("--ref", help="Reference asset id (repeatable, up to 14).")
+        list[str] | None,
+        typer.Option("--ref", help=f"Reference asset id (repeatable, up to {MAX_REFERENCES})."),
     ] = None,
     query: Annotated[
         str | None, typer.Option("--query", help="Pick references by a text search.")
     ] = None,
     top_k: Annotated[
-        int, typer.Option("--top-k", min=1, max=14, help="References taken by --query.")
+        int, typer.Option("--top-k", min=1, max=MAX_REFERENCES, help="References taken by --query.")
     ] = 3,
     count: Annotated[int, typer.Option(min=1, max=4, help="Images to make.")] = 1,
     aspect_ratio: Annotated[
@@ -723,81 +717,73 @@ def generate(
     --ref, or by a text search with --query; with neither, from the prompt alone)."""
     if ref and query:
         _fail("error usage: give references with --ref ID... or --query TEXT, not both")
-    references: dict[str, Any] | None = None
+    references = None
     if ref:
-        references = {"asset_ids": list(ref)}
+        references = _validated(lambda: AssetReferences(asset_ids=list(ref)))
     elif query:
-        references = {"query": query, "top_k": top_k}
-    with _handle_errors(ctx), _client(ctx) as client:
-        job = client.submit_generate(
-            prompt=prompt,
-            collection=collection,
-            references=references,
-            save_to_collection=save,
-            count=count,
-            aspect_ratio=aspect_ratio,
-            image_size=image_size,
-            wait=SUBMIT_WAIT_S,
-            idempotency_key=str(uuid.uuid4()),
+        references = _validated(lambda: AssetReferences(query=query, top_k=top_k))
+    request = _validated(
+        lambda: GenerateRequest.model_validate(
+            {
+                "prompt": prompt,
+                "collection": collection,
+                "references": references,
+                "save_to_collection": save,
+                "count": count,
+                "aspect_ratio": aspect_ratio,
+                "image_size": image_size,
+            }
         )
-        err.print(f"generate job {job['id']}")
+    )
+    with _handle_errors(ctx), _client(ctx) as client:
+        job = client.submit(
+            JobKind.generate, request, wait=SUBMIT_WAIT_S, idempotency_key=str(uuid.uuid4())
+        )
+        err.print(f"generate job {job.id}")
         job = _finish(client, job, "generate")
-        if job.get("state") != "completed":
-            error = job.get("error") or {}
-            _fail(
-                f"error {error.get('code', job.get('state'))}: "
-                f"{error.get('message', 'generation did not complete')}",
-                EXIT_JOB_FAILED,
-            )
-        result = job.get("result") or {}
-        images = result.get("images") or []
-        out = output or Path(f"generated-{str(job['id'])[:8]}.png")
-        for image, path in zip(images, _output_paths(out, len(images)), strict=True):
-            data = client.content(str(image["content_url"]))
-            _save_image(data, image.get("mime_type"), path)
-            extra = f" (asset {image['asset_id']})" if image.get("asset_id") else ""
-            size = (
-                f" {image['width']}x{image['height']}"
-                if image.get("width") and image.get("height")
-                else ""
-            )
-            console.print(f"saved {escape(str(path))}{size}{escape(extra)}")
-        if not images:
-            err.print("[yellow]the model returned no image[/yellow]")
-        if result.get("text"):
-            console.print(f"text: {escape(str(result['text']))}")
-        refs = result.get("references") or []
-        console.print(f"references: {escape(', '.join(map(str, refs))) or '-'}")
-        if result.get("model"):
-            console.print(f"model: {escape(str(result['model']))}")
-        if not images:
-            raise typer.Exit(EXIT_JOB_FAILED)
+        if job.state != JobState.completed or not isinstance(job.result, GenerateResult):
+            code, message = (job.error.code, job.error.message) if job.error else (job.state, "")
+            _fail(f"error {code}: {message or 'generation did not complete'}", EXIT_JOB_FAILED)
+        _save_outputs(client, job.id, job.result, output)
 
 
-# -- jobs -----------------------------------------------------------------------------------
+def _save_outputs(
+    client: AssetragClient, job_id: str, result: GenerateResult, output: Path | None
+) -> None:
+    images = result.images
+    out = output or Path(f"generated-{job_id[:8]}.png")
+    for image, path in zip(images, _output_paths(out, len(images)), strict=True):
+        _save_image(client.content(image.content_url), image.mime_type, path)
+        extra = f" (asset {image.asset_id})" if image.asset_id else ""
+        console.print(f"saved {escape(str(path))} {image.width}x{image.height}{escape(extra)}")
+    if result.text:
+        console.print(f"text: {escape(result.text)}")
+    console.print(f"references: {escape(', '.join(result.references)) or '-'}")
+    console.print(f"model: {escape(result.model)}")
+    if not images:
+        err.print("[yellow]the model returned no image[/yellow]")
+        raise typer.Exit(EXIT_JOB_FAILED)
 
 
-def _fmt_time(value: Any) -> str:
-    parsed = _parse_time(value)
-    if parsed is None:
-        return "-"
-    return parsed.astimezone().strftime("%m-%d %H:%M")
+# -- jobs and collections -------------------------------------------------------------------
 
 
-def _fmt_progress(job: dict[str, Any]) -> str:
-    succeeded, failed, total = _progress_of(job)
-    text = f"{succeeded + failed}/{total if total is not None else '?'}"
-    return f"{text} ({failed} failed)" if failed else text
+def _fmt_time(value: float) -> str:
+    return datetime.fromtimestamp(value, UTC).astimezone().strftime("%m-%d %H:%M")
+
+
+def _fmt_progress(job: JobSummary) -> str:
+    p = job.progress
+    text = f"{p.succeeded + p.failed}/{p.total}"
+    return f"{text} ({p.failed} failed)" if p.failed else text
 
 
 @app.command()
 def jobs(
     ctx: typer.Context,
     job_id: Annotated[str | None, typer.Argument(help="Show this job in full.")] = None,
-    kind: Annotated[str | None, typer.Option(help="embed, search or generate.")] = None,
-    state: Annotated[
-        str | None, typer.Option(help="queued, running, completed, failed or cancelled.")
-    ] = None,
+    kind: Annotated[JobKind | None, typer.Option(help="Only jobs of this kind.")] = None,
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     cursor: Annotated[str | None, typer.Option(help="Page on from this cursor.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -805,32 +791,30 @@ def jobs(
     """List recent jobs, newest first, or show one job."""
     with _handle_errors(ctx), _client(ctx) as client:
         if job_id:
-            typer.echo(json.dumps(client.get_job(job_id), indent=2, default=str))
+            typer.echo(client.get_job(job_id).model_dump_json(indent=2))
             return
         page = client.list_jobs(kind=kind, state=state, limit=limit, cursor=cursor)
-    items: list[dict[str, Any]] = page.get("data") or []
     if as_json:
-        typer.echo(json.dumps(page, indent=2, default=str))
+        typer.echo(page.model_dump_json(indent=2))
         return
-    if not items:
+    if not page.data:
         console.print("no jobs")
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("id", "kind", "state", "progress", "created", "duration"):
         table.add_column(column, no_wrap=column != "progress")
-    for job in items:
+    for job in page.data:
         table.add_row(
-            escape(str(job.get("id", ""))),
-            escape(str(job.get("kind", ""))),
-            escape(str(job.get("state", ""))),
+            escape(job.id),
+            job.kind.value,
+            job.state.value,
             _fmt_progress(job),
-            _fmt_time(job.get("created_at")),
-            _fmt_duration(_duration(job)),
+            _fmt_time(job.created_at),
+            _fmt_duration(job),
         )
     console.print(table)
-    next_cursor = page.get("next_cursor")
-    if next_cursor:
-        console.print(f"more: --cursor {escape(str(next_cursor))}")
+    if page.next_cursor:
+        console.print(f"more: --cursor {escape(page.next_cursor)}")
 
 
 @app.command()
@@ -841,7 +825,74 @@ def cancel(
     """Cancel a queued or running job (items already stored stay)."""
     with _handle_errors(ctx), _client(ctx) as client:
         job = client.cancel_job(job_id)
-    console.print(f"job {job.get('id', job_id)} {job.get('state', 'cancelled')}")
+    console.print(f"job {job.id} {job.state.value}")
+
+
+@app.command()
+def duplicates(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to scan.")],
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.5, max=1.0, help="Least cosine similarity at which two assets are duplicates."
+        ),
+    ] = DEFAULT_DUPLICATE_THRESHOLD,
+    shown: Annotated[int, typer.Option("--show", min=1, help="Clusters to print.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every cluster as JSON Lines.")
+    ] = False,
+) -> None:
+    """Find clusters of near-duplicate assets (resized, re-encoded, cropped copies)."""
+    request = _validated(lambda: DuplicatesRequest(collection=collection, threshold=threshold))
+    with _handle_errors(ctx), _client(ctx) as client:
+        job = _finish(client, client.submit(JobKind.duplicates, request), "duplicates")
+        if not isinstance(job.result, DuplicatesResult) or job.state != JobState.completed:
+            _print_job_error(job)
+            raise typer.Exit(EXIT_JOB_FAILED)
+        if as_json:
+            for cluster in client.clusters(job.id):
+                typer.echo(cluster.model_dump_json())
+            return
+    result = job.result
+    console.print(
+        f"{result.cluster_count} cluster(s), {result.duplicate_count} of {result.scanned} "
+        f"assets, at similarity >= {result.threshold:g} (job {job.id})"
+    )
+    if result.clusters:
+        _print_clusters(result.clusters[:shown])
+    if result.cluster_count > shown:
+        console.print(f"more: assetrag duplicates -c {escape(collection)} --json")
+
+
+def _print_clusters(clusters: list[Cluster]) -> None:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("#", "size", "lowest similarity", "assets"):
+        table.add_column(column)
+    for rank, cluster in enumerate(clusters, 1):
+        ids = " ".join(a[:12] for a in cluster.asset_ids[:6])
+        more = f" (+{len(cluster.asset_ids) - 6})" if len(cluster.asset_ids) > 6 else ""
+        table.add_row(
+            str(rank), str(len(cluster.asset_ids)), f"{cluster.min_similarity:.4f}", ids + more
+        )
+    console.print(table)
+
+
+@app.command()
+def collections(ctx: typer.Context) -> None:
+    """List collections: name, model, dimension and size."""
+    with _handle_errors(ctx), _client(ctx) as client:
+        found = client.list_collections()
+    if not found:
+        console.print("no collections")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "model", "dimension", "count"):
+        table.add_column(column)
+    for info in found:
+        count = "-" if info.count is None else str(info.count)
+        table.add_row(escape(info.name), escape(info.model), str(info.dimension), count)
+    console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

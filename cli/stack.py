@@ -2,7 +2,10 @@
 
 `Stack` starts Redis if none answers, the Milvus Lite gRPC server (several processes can
 share Milvus Lite only through it), one worker per queue and the API, each a child process
-in its own process group, and stops them all on Ctrl-C, SIGTERM, or when one dies.
+in its own process group, and stops them all on Ctrl-C or SIGTERM. Under `assetrag up` a
+`Supervisor` restarts a child that dies, with backoff, on the same ports and data (so Redis
+comes back from its append-only file); a child that dies five times within a minute stops
+the stack with a message saying which and where its log is.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -98,7 +103,14 @@ def run_worker(queues: list[str], concurrency: int | None = None, pool: str | No
 def run_api(host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=get_settings().access_log,
+    )
 
 
 @dataclass
@@ -111,6 +123,7 @@ class Stack:
     workers: tuple[str, ...] = WORKER_KINDS
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path | None = None
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     def settings(self) -> Settings:
         return Settings(**_settings_overrides(self.env))  # type: ignore[arg-type]
@@ -131,7 +144,12 @@ class Stack:
             stderr=subprocess.STDOUT if out else None,
         )
         self.procs[name] = proc
+        self.commands[name] = argv
         return proc
+
+    def respawn(self, name: str) -> subprocess.Popen[bytes]:
+        """The child again, with the same command (and so the same port and data)."""
+        return self.spawn(name, self.commands[name])
 
     @staticmethod
     def cli_argv() -> list[str]:
@@ -173,6 +191,8 @@ class Stack:
                 str(data),
                 "--appendonly",
                 "yes",
+                "--appendfsync",
+                "everysec",
                 "--save",
                 "",
             ],
@@ -244,6 +264,52 @@ class Stack:
         self.procs.clear()
 
 
+class GiveUp(RuntimeError):
+    """A child keeps dying: restarting it again would only hide the problem."""
+
+
+@dataclass
+class Supervisor:
+    """Restarts a stack's children that die, with exponential backoff; gives up when one
+    dies `max_failures` times within `window_s`."""
+
+    stack: Stack
+    say: Callable[[str], None]
+    max_failures: int = 5
+    window_s: float = 60.0
+    max_backoff_s: float = 30.0
+    _exits: dict[str, deque[float]] = field(default_factory=dict)
+    _due: dict[str, float] = field(default_factory=dict)
+
+    def check(self, now: float | None = None) -> None:
+        """Notes children that died and restarts those whose backoff is over."""
+        now = time.monotonic() if now is None else now
+        for name in self.stack.dead():
+            if name not in self._due:
+                self._schedule(name, now)
+        for name, when in list(self._due.items()):
+            if now >= when:
+                del self._due[name]
+                proc = self.stack.respawn(name)
+                self.say(f"[yellow]restarted {name} (pid {proc.pid})[/]")
+
+    def _schedule(self, name: str, now: float) -> None:
+        code = self.stack.procs[name].returncode
+        exits = self._exits.setdefault(name, deque())
+        exits.append(now)
+        while now - exits[0] > self.window_s:
+            exits.popleft()
+        where = f" (log: {self.stack.log_dir / name}.log)" if self.stack.log_dir else ""
+        if len(exits) >= self.max_failures:
+            raise GiveUp(
+                f"{name} exited {len(exits)} times within {self.window_s:.0f}s, last with code "
+                f"{code}; giving up{where}"
+            )
+        delay = min(self.max_backoff_s, 2.0 ** (len(exits) - 1))
+        self._due[name] = now + delay
+        self.say(f"[yellow]{name} exited with code {code}; restarting in {delay:.0f}s[/]")
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
@@ -285,6 +351,7 @@ def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    supervisor = Supervisor(stack, _say)
     try:
         stack.start()
         redis_url = stack.env.get("ASSETRAG_REDIS_URL", stack.settings().redis_url)
@@ -293,11 +360,12 @@ def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
             f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it"
         )
         while not stopping:
-            if dead := stack.dead():
-                _say(f"[red]{', '.join(dead)} exited; stopping the stack[/]")
-                return 1
+            supervisor.check()
             time.sleep(0.5)
         return 0
+    except GiveUp as exc:
+        _say(f"[bold red]{exc}[/]")
+        return 1
     finally:
         _say("[dim]stopping…[/]")
         stack.stop()

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import redis
 
+from shared import keys
+
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 
 
@@ -77,27 +79,29 @@ def generated_key(job_id: str, number: int) -> str:
     return f"generated/{job_id}/{number}"
 
 
+def thumbnail_key(asset_id: str, size: int) -> str:
+    return f"thumbnails/{size}/{asset_id[:2]}/{asset_id}.webp"
+
+
 class BlobExpiry:
     """Blobs that die with a record (uploads, generated images): a Redis sorted set of blob key
     by deadline, swept by the default-queue workers, so expired records do not leave bytes behind.
     """
-
-    KEY = "assetrag:blob-expiry"
 
     def __init__(self, client: redis.Redis, blobs: BlobStore) -> None:
         self.redis = client
         self.blobs = blobs
 
     def schedule(self, key: str, ttl_s: float) -> None:
-        self.redis.zadd(self.KEY, {key: time.time() + ttl_s})
+        self.redis.zadd(keys.BLOB_EXPIRY, {key: time.time() + ttl_s})
 
     def sweep(self, now: float | None = None, batch: int = 500) -> int:
         """Deletes the blobs whose deadline passed; returns how many."""
         due: list[bytes] = self.redis.zrangebyscore(  # type: ignore[assignment]
-            self.KEY, "-inf", now or time.time(), start=0, num=batch
+            keys.BLOB_EXPIRY, "-inf", now or time.time(), start=0, num=batch
         )
         for raw in due:
             self.blobs.delete(raw.decode())
         if due:
-            self.redis.zrem(self.KEY, *due)
+            self.redis.zrem(keys.BLOB_EXPIRY, *due)
         return len(due)

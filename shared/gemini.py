@@ -28,7 +28,7 @@ as inline parts in the order given (the layout of Google's image-editing example
 ``contents=[prompt, image1, image2]``).
 
 No API key: the generator can still be built (so workers start without one) and
-``configured`` is False; ``generate`` raises ``GenerationError("not_configured")``.
+``configured`` is False; ``generate`` raises ``GenerationError("generator_not_configured")``.
 """
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from redis.commands.core import AsyncScript, Script
 
-logger = logging.getLogger(__name__)
+from shared import keys
+from shared.contract import ErrorCode
+from shared.errors import CodedError
 
-#: "blocked" | "no_image" | "upstream_error" | "timeout" | "not_configured"
-GenerationErrorCode = str
+logger = logging.getLogger(__name__)
 
 #: finish reasons that mean the answer was withheld (a block), not that the model chose text
 BLOCK_FINISH_REASONS = frozenset(
@@ -103,8 +104,9 @@ def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
 _TRANSIENT_ERRORS, _TIMEOUT_ERRORS = _transport_errors()
 
 
-class GenerationError(Exception):
-    """A generation that produced no image, with a stable ``code`` for the job's error.
+class GenerationError(CodedError):
+    """A generation that produced no image: blocked, no_image, upstream_error, timeout or
+    generator_not_configured.
 
     ``status`` is the upstream HTTP status (upstream_error); ``reason`` is the block or finish
     reason (blocked, no_image) or Google's RPC status string (upstream_error).
@@ -112,19 +114,14 @@ class GenerationError(Exception):
 
     def __init__(
         self,
-        code: GenerationErrorCode,
+        code: ErrorCode,
         message: str,
         status: int | None = None,
         reason: str | None = None,
     ) -> None:
         super().__init__(code, message)
-        self.code = code
-        self.message = message
         self.status = status
         self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Celery processes
-        return (type(self), (self.code, self.message, self.status, self.reason))
 
     def __str__(self) -> str:
         extra = []
@@ -137,14 +134,14 @@ class GenerationError(Exception):
 
 
 @dataclass
-class GeneratedImage:
+class ImageBytes:
     data: bytes
     mime_type: str
 
 
 @dataclass
 class GenerationOutput:
-    images: list[GeneratedImage]
+    images: list[ImageBytes]
     text: str
     model: str
 
@@ -322,7 +319,7 @@ class GeminiGenerator:
         """
         if self.client is None:
             raise GenerationError(
-                "not_configured",
+                ErrorCode.generator_not_configured,
                 "no Gemini API key is configured "
                 "(ASSETRAG_GEMINI_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY)",
             )
@@ -355,23 +352,23 @@ class GeminiGenerator:
             response = await self._retrying()(attempt)
         except genai_errors.APIError as exc:
             raise GenerationError(
-                "upstream_error",
+                ErrorCode.upstream_error,
                 exc.message or str(exc),
                 status=exc.code,
                 reason=exc.status,
             ) from exc
         except _TIMEOUT_ERRORS as exc:
             raise GenerationError(
-                "timeout",
+                ErrorCode.timeout,
                 f"Gemini did not answer within {self.timeout_s:g}s "
                 f"(retry budget {self.retry_budget_s:g}s): {exc or type(exc).__name__}",
             ) from exc
         except _TRANSIENT_ERRORS as exc:
             raise GenerationError(
-                "upstream_error", f"could not reach Gemini: {exc or type(exc).__name__}"
+                ErrorCode.upstream_error, f"could not reach Gemini: {exc or type(exc).__name__}"
             ) from exc
         except genai_errors.UnknownApiResponseError as exc:
-            raise GenerationError("upstream_error", f"unreadable answer: {exc}") from exc
+            raise GenerationError(ErrorCode.upstream_error, f"unreadable answer: {exc}") from exc
         return self._parse(response)
 
     def _parse(self, response: types.GenerateContentResponse) -> GenerationOutput:
@@ -379,11 +376,11 @@ class GeminiGenerator:
         if feedback is not None and feedback.block_reason is not None:
             reason = _enum_str(feedback.block_reason)
             raise GenerationError(
-                "blocked",
+                ErrorCode.blocked,
                 feedback.block_reason_message or f"the prompt was blocked ({reason})",
                 reason=reason,
             )
-        images: list[GeneratedImage] = []
+        images: list[ImageBytes] = []
         texts: list[str] = []
         finish: list[tuple[str, str | None]] = []
         for candidate in response.candidates or []:
@@ -397,7 +394,7 @@ class GeminiGenerator:
                 if blob is not None and blob.data:
                     mime = blob.mime_type or "image/png"
                     if mime.startswith("image/"):
-                        images.append(GeneratedImage(data=blob.data, mime_type=mime))
+                        images.append(ImageBytes(data=blob.data, mime_type=mime))
                 elif part.text:
                     texts.append(part.text)
         text = "".join(texts)
@@ -408,13 +405,13 @@ class GeminiGenerator:
             if reason in BLOCK_FINISH_REASONS or any(m in reason for m in _BLOCK_MARKERS):
                 detail = message or text
                 raise GenerationError(
-                    "blocked",
+                    ErrorCode.blocked,
                     f"the image was blocked ({reason})" + (f": {detail}" if detail else ""),
                     reason=reason,
                 )
         reason = finish[0][0] if finish else None
         raise GenerationError(
-            "no_image",
+            ErrorCode.no_image,
             "the model returned no image"
             + (f" (finish reason {reason})" if reason and reason != "STOP" else "")
             + (f": {text}" if text else ""),
@@ -445,7 +442,7 @@ return wait
 class RpmLimiter:
     """A requests-per-minute limit shared by every process on one Redis.
 
-    A sliding-window log in a sorted set (``{key_prefix}:{name}``), checked and updated
+    A sliding-window log in a sorted set (``keys.gemini_rpm(name)``), checked and updated
     atomically by a Lua script on Redis's own clock, so hosts with skewed clocks agree. At most
     ``rpm`` acquisitions succeed in any ``window_s`` (60 s; smaller in tests). ``rpm <= 0``
     means unlimited. Pass a sync ``redis.Redis`` (called from a thread; works from any event
@@ -459,12 +456,11 @@ class RpmLimiter:
         *,
         window_s: float = 60.0,
         name: str = "default",
-        key_prefix: str = "assetrag:gemini:rpm",
     ) -> None:
         self.client = client
         self.rpm = int(rpm)
         self.window_s = float(window_s)
-        self.key = f"{key_prefix}:{name}"
+        self.key = keys.gemini_rpm(name)
         self._async_script: AsyncScript | None = None
         self._sync_script: Script | None = None
         if isinstance(client, redis.asyncio.Redis):

@@ -15,25 +15,22 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from shared.contract import ErrorCode
+from shared.errors import InputRejected
+
 # Formats we accept; the rest (EPS runs Ghostscript, WMF, PSD, ...) is refused as not an image.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
 _MIME_OVERRIDES = {"MPO": "image/jpeg"}  # phone JPEGs with extra pictures are still JPEG
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _WHITE = (255, 255, 255)
+_ORIENTATION = 0x0112  # the EXIF tag; values 5 to 8 turn the picture a quarter
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
-class ImageRejected(Exception):
-    """An input that is not a usable image; `code` is stable, `message` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class ImageRejected(InputRejected):
+    """Bytes that are not a usable image."""
 
 
 @dataclass(frozen=True)
@@ -74,25 +71,30 @@ def _strict_truncation() -> Iterator[None]:
 
 def _bomb(pixels: int, max_pixels: int) -> ImageRejected:
     return ImageRejected(
-        "decompression_bomb", f"image has {pixels} pixels, more than the limit of {max_pixels}"
+        ErrorCode.decompression_bomb,
+        f"image has {pixels} pixels, more than the limit of {max_pixels}",
     )
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Identify the format and check the header's size; decodes no pixels."""
     if not data:
-        raise ImageRejected("empty_file", "the file is empty (0 bytes)")
+        raise ImageRejected(ErrorCode.empty_file, "the file is empty (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("decompression_bomb", f"image is too large: {exc}") from None
+        raise ImageRejected(ErrorCode.decompression_bomb, f"image is too large: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageRejected("not_an_image", "the file is not a supported image") from None
+        raise ImageRejected(ErrorCode.not_an_image, "the file is not a supported image") from None
     except Exception as exc:  # a plugin choked on a header it recognised
-        raise ImageRejected("corrupt_image", f"the image header is corrupt: {exc}") from None
+        raise ImageRejected(
+            ErrorCode.corrupt_image, f"the image header is corrupt: {exc}"
+        ) from None
     width, height = img.size
     if width <= 0 or height <= 0:
-        raise ImageRejected("corrupt_image", f"the image has an invalid size {width}x{height}")
+        raise ImageRejected(
+            ErrorCode.corrupt_image, f"the image has an invalid size {width}x{height}"
+        )
     if width * height > max_pixels:
         raise _bomb(width * height, max_pixels)
     return img
@@ -106,9 +108,11 @@ def _load(img: Image.Image) -> None:
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("decompression_bomb", f"image is too large: {exc}") from None
+        raise ImageRejected(ErrorCode.decompression_bomb, f"image is too large: {exc}") from None
     except Exception as exc:
-        raise ImageRejected("corrupt_image", f"the image is truncated or corrupt: {exc}") from None
+        raise ImageRejected(
+            ErrorCode.corrupt_image, f"the image is truncated or corrupt: {exc}"
+        ) from None
 
 
 def _verify(data: bytes, max_pixels: int) -> None:
@@ -118,13 +122,23 @@ def _verify(data: bytes, max_pixels: int) -> None:
         with _strict_truncation():
             img.verify()
     except Exception as exc:
-        raise ImageRejected("corrupt_image", f"the image is truncated or corrupt: {exc}") from None
+        raise ImageRejected(
+            ErrorCode.corrupt_image, f"the image is truncated or corrupt: {exc}"
+        ) from None
 
 
 def _info(img: Image.Image) -> ImageInfo:
+    """The format, and the size as the image is shown: upright, after its EXIF orientation."""
     fmt = img.format or "unknown"
     mime = _MIME_OVERRIDES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
-    return ImageInfo(format=fmt, mime_type=mime, width=img.size[0], height=img.size[1])
+    width, height = img.size
+    try:
+        turned = img.getexif().get(_ORIENTATION) in _QUARTER_TURNS
+    except Exception:  # a broken EXIF block: shown as stored
+        turned = False
+    if turned:
+        width, height = height, width
+    return ImageInfo(format=fmt, mime_type=mime, width=width, height=height)
 
 
 def sniff_image(data: bytes, max_pixels: int) -> ImageInfo:
@@ -192,7 +206,7 @@ def _decode(
 ) -> tuple[ImageInfo, Image.Image]:
     _verify(data, max_pixels)
     img = _open(data, max_pixels)
-    info = _info(img)  # the stored size, before draft and EXIF rotation
+    info = _info(img)  # before draft mode shrinks it
     if draft_size and img.format in ("JPEG", "MPO"):
         # draft keeps both sides >= the request, so the short side stays >= draft_size
         img.draft("RGB", (draft_size, draft_size))
@@ -200,7 +214,9 @@ def _decode(
     try:
         return info, _normalise(_orient(img), keep_alpha)
     except Exception as exc:
-        raise ImageRejected("corrupt_image", f"the image could not be converted: {exc}") from None
+        raise ImageRejected(
+            ErrorCode.corrupt_image, f"the image could not be converted: {exc}"
+        ) from None
 
 
 def decode_rgb(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
@@ -235,7 +251,9 @@ def downscale(data: bytes, max_side: int, max_pixels: int) -> tuple[bytes, str]:
 
 
 def thumbnail(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """A JPEG whose longest side is at most `size` (alpha composited onto white)."""
+    """A WebP (quality 80) whose longest side is at most `size`, alpha composited onto white."""
     img = _decode(data, max_pixels, draft_size=size, keep_alpha=False)[1]
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return _encode(img)[0]
+    out = io.BytesIO()
+    img.save(out, format="WEBP", quality=80, method=4)
+    return out.getvalue()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from shared.jobs import KEY_PREFIX
+from shared import keys
 
 # Dimensions of OpenAI's published CLIP models, for before any worker has loaded one.
 KNOWN_DIMENSIONS = {
@@ -28,15 +28,11 @@ class ModelRegistry:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    @staticmethod
-    def _key(model_id: str) -> str:
-        return f"{KEY_PREFIX}:model:{model_id}"
-
     def record(self, model_id: str, dimension: int) -> None:
-        self.redis.set(self._key(model_id), dimension)
+        self.redis.set(keys.model_dimension(model_id), dimension)
 
     def dimension(self, model_id: str) -> int | None:
-        raw = self.redis.get(self._key(model_id))
+        raw = self.redis.get(keys.model_dimension(model_id))
         if raw is not None:
             return int(raw)
         return KNOWN_DIMENSIONS.get(model_id)

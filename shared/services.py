@@ -11,10 +11,12 @@ import redis
 from shared.blobs import BlobExpiry, BlobStore, open_blob_store
 from shared.jobs import JobStore
 from shared.models import ModelRegistry
+from shared.reindexing import ReindexMarks
 from shared.settings import Settings
 from shared.sources import UploadRegistry
 from shared.tasks import TaskQueue, make_celery
 from shared.vectors import VectorStore
+from shared.write_marks import WriteMarks
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Services:
     expiry: BlobExpiry
     queue: TaskQueue
     models: ModelRegistry
+    reindexing: ReindexMarks
 
     @staticmethod
     def connect(settings: Settings) -> dict[str, Any]:
@@ -35,16 +38,18 @@ class Services:
         client = redis.Redis.from_url(settings.redis_url)
         blobs = open_blob_store(settings.resolved_blob_uri)
         expiry = BlobExpiry(client, blobs)
+        jobs = JobStore(client, settings.job_ttl_s)
         return {
             "settings": settings,
             "redis": client,
-            "jobs": JobStore(client, settings.job_ttl_s),
-            "vectors": VectorStore(settings.resolved_milvus_uri),
+            "jobs": jobs,
+            "vectors": VectorStore(settings.resolved_milvus_uri, WriteMarks(client)),
             "blobs": blobs,
             "uploads": UploadRegistry(client, blobs, settings.upload_ttl_s, expiry),
             "expiry": expiry,
-            "queue": TaskQueue(make_celery(settings)),
+            "queue": TaskQueue(make_celery(settings), client),
             "models": ModelRegistry(client),
+            "reindexing": ReindexMarks(client, jobs),
         }
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-TENANT_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+from shared.contract import TENANT_RE
+from shared.models import KNOWN_DIMENSIONS
 
 
 def _split_csv(value: object) -> object:
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     blob_uri: str | None = None
     clip_model: str = "ViT-B/32"
+    # Models a collection may be re-indexed to, besides clip_model and OpenAI's published
+    # ones (names or checkpoint paths on the workers), and how many a worker keeps loaded.
+    clip_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_models: int = Field(default=2, ge=1)
     device: Literal["auto", "cuda", "cpu"] = "auto"
     # auto: fp16 on CUDA, bf16 autocast on a CPU with native bf16, else fp32.
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
@@ -51,6 +55,12 @@ class Settings(BaseSettings):
     reference_max_side: int = Field(default=1024, ge=64)
 
     api_url: str = "http://127.0.0.1:8000"
+    # One log line per request costs ~7 % of the API's submit rate; /metrics counts requests.
+    access_log: bool = False
+    # Per API key (with keys on), shared by every API process: requests per second after a
+    # burst. 0 turns the limit off.
+    rate_limit_per_s: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=64_000_000, gt=0)
     max_items_per_job: int = Field(default=100_000, gt=0)
@@ -61,15 +71,28 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
 
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # How long a failing embed batch is tried again (with backoff) before its items fail.
+    batch_retry_s: float = Field(default=120.0, ge=0)
     decode_threads: int = Field(default=4, ge=1)
+    # Duplicates jobs: assets per batch (one range search each), and how many neighbours
+    # each asset brings back at most (clusters grow past it through their members).
+    duplicates_batch_size: int = Field(default=256, ge=1, le=4096)
+    duplicates_neighbours: int = Field(default=32, ge=1, le=1024)
     job_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     upload_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     blob_sweep_s: float = Field(default=60.0, gt=0)  # how often expired blobs are deleted
-    # Must stay well above the longest embed batch: an unacked task older than this is redelivered.
+    # The last resort only: the watchdog gives back what a dead worker held within a minute.
     visibility_timeout_s: int = Field(default=3600, gt=0)
+    # The watchdog (on default-queue workers): how often it looks, after how long without a
+    # sign of life a job's outstanding work is checked, how long started work may run, and
+    # how often lost work is sent again before its items fail.
+    watchdog_period_s: float = Field(default=10.0, gt=0)
+    work_quiet_s: float = Field(default=30.0, gt=0)
+    task_timeout_s: float = Field(default=900.0, gt=0)
+    work_attempts: int = Field(default=3, ge=1)
     max_wait_s: float = 30.0
 
-    @field_validator("library_roots", "api_keys", mode="before")
+    @field_validator("library_roots", "api_keys", "clip_models", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -97,6 +120,12 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_uri(self) -> str:
         return self.blob_uri or str(self.data_dir / "blobs")
+
+    @property
+    def allowed_models(self) -> list[str]:
+        """What a collection may be re-indexed to."""
+        named = [self.clip_model, *self.clip_models, *KNOWN_DIMENSIONS]
+        return list(dict.fromkeys(named))
 
     @property
     def tenants_by_key(self) -> dict[str, str]:

@@ -18,29 +18,26 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import redis
-from pydantic import BaseModel, Field
 
+from shared import keys
 from shared.blobs import BlobExpiry, BlobNotFound, BlobStore, upload_key
-from shared.jobs import KEY_PREFIX
+from shared.contract import ErrorCode, Upload, valid_token
+from shared.errors import InputRejected
 
-UPLOAD_ID_RE_LEN = (16, 64)
 MAX_REDIRECTS = 5
 
 
-class SourceRejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class SourceRejected(InputRejected):
+    """A path or URL the service will not read, or an upload that is gone."""
 
 
-class Upload(BaseModel):
-    upload_id: str
-    filename: str
-    bytes: int
-    sha256: str
-    content_type: str
-    tenant: str | None = Field(default=None, exclude=True)
+class StoredUpload(Upload):
+    """An upload's record as kept: the contract's fields plus its owner."""
+
+    tenant: str | None = None
+
+    def public(self) -> Upload:
+        return Upload.model_validate(self.model_dump(exclude={"tenant"}))
 
 
 class UploadRegistry:
@@ -54,45 +51,42 @@ class UploadRegistry:
         self.expiry = expiry
         self.ttl_s = ttl_s
 
-    @staticmethod
-    def _key(upload_id: str) -> str:
-        return f"{KEY_PREFIX}:upload:{upload_id}"
-
-    def add(self, upload: Upload, data: bytes) -> None:
+    def add(self, upload: StoredUpload, data: bytes) -> None:
         self.blobs.put(upload_key(upload.upload_id), data)
         self.expiry.schedule(upload_key(upload.upload_id), self.ttl_s)
-        record = json.dumps(upload.model_dump() | {"tenant": upload.tenant})
-        self.redis.set(self._key(upload.upload_id), record, ex=self.ttl_s)
+        self.redis.set(keys.upload(upload.upload_id), upload.model_dump_json(), ex=self.ttl_s)
 
-    def get(self, upload_id: str, tenant: str | None = None) -> Upload | None:
-        if not upload_id.replace("-", "").replace("_", "").isalnum():
+    def get(self, upload_id: str, tenant: str | None = None) -> StoredUpload | None:
+        if not valid_token(upload_id):
             return None
-        raw = self.redis.get(self._key(upload_id))
+        raw = self.redis.get(keys.upload(upload_id))
         if raw is None:
             return None
-        upload = Upload.model_validate_json(raw)
+        upload = StoredUpload.model_validate_json(raw)
         return upload if upload.tenant == tenant else None
 
     def missing(self, upload_ids: list[str], tenant: str | None = None) -> list[str]:
         if not upload_ids:
             return []
-        raws = self.redis.mget([self._key(u) for u in upload_ids])
+        raws = self.redis.mget([keys.upload(u) for u in upload_ids])
         return [
             uid
             for uid, raw in zip(upload_ids, raws, strict=True)
             if raw is None or json.loads(raw).get("tenant") != tenant
         ]
 
-    def read(self, upload_id: str, tenant: str | None = None) -> tuple[bytes, Upload]:
+    def read(self, upload_id: str, tenant: str | None = None) -> tuple[bytes, StoredUpload]:
         upload = self.get(upload_id, tenant)
         if upload is None:
             raise SourceRejected(
-                "upload_not_found", f"upload {upload_id} does not exist or expired"
+                ErrorCode.upload_not_found, f"upload {upload_id} does not exist or expired"
             )
         try:
             return self.blobs.get(upload_key(upload_id)), upload
         except BlobNotFound as exc:
-            raise SourceRejected("upload_not_found", f"upload {upload_id} has no bytes") from exc
+            raise SourceRejected(
+                ErrorCode.upload_not_found, f"upload {upload_id} has no bytes"
+            ) from exc
 
 
 def new_upload_id() -> str:
@@ -103,14 +97,21 @@ def resolve_library_path(raw: str, roots: list[Path]) -> Path:
     """The real path (symlinks resolved) if it lies under a library root, else a refusal."""
     if not roots:
         raise SourceRejected(
-            "paths_disabled", "server paths are refused: ASSETRAG_LIBRARY_ROOTS is not set"
+            ErrorCode.paths_disabled, "server paths are refused: ASSETRAG_LIBRARY_ROOTS is not set"
         )
-    path = Path(raw).expanduser()
-    real = path.resolve() if path.is_absolute() else (roots[0] / path).resolve()
-    if not any(real.is_relative_to(root) for root in roots):
-        raise SourceRejected("path_outside_roots", f"{raw} is outside the library roots")
-    if not real.exists():
-        raise SourceRejected("not_found", f"{raw} does not exist")
+    try:
+        path = Path(raw).expanduser()
+        real = path.resolve() if path.is_absolute() else (roots[0] / path).resolve()
+        if not any(real.is_relative_to(root) for root in roots):
+            raise SourceRejected(
+                ErrorCode.path_outside_roots, f"{raw} is outside the library roots"
+            )
+        exists = real.exists()
+    except (OSError, RuntimeError, ValueError) as exc:  # too long, a symlink loop, a NUL
+        message = f"{raw[:200]} cannot be read as a path ({type(exc).__name__})"
+        raise SourceRejected(ErrorCode.file_not_found, message) from exc
+    if not exists:
+        raise SourceRejected(ErrorCode.file_not_found, f"{raw} does not exist")
     return real
 
 
@@ -118,9 +119,9 @@ def read_library_file(raw: str, roots: list[Path], max_bytes: int) -> tuple[byte
     """The bytes of a file under the library roots, and its real path."""
     path = resolve_library_path(raw, roots)
     if not path.is_file():
-        raise SourceRejected("not_a_file", f"{raw} is not a file")
+        raise SourceRejected(ErrorCode.not_a_file, f"{raw} is not a file")
     if path.stat().st_size > max_bytes:
-        raise SourceRejected("too_large", f"{raw} is over the {max_bytes}-byte limit")
+        raise SourceRejected(ErrorCode.file_too_large, f"{raw} is over the {max_bytes}-byte limit")
     return path.read_bytes(), path
 
 
@@ -130,7 +131,7 @@ def expand_directory(
     """Files under a library folder matching a glob, sorted, never leaving the roots."""
     base = resolve_library_path(raw, roots)
     if not base.is_dir():
-        raise SourceRejected("not_a_directory", f"{raw} is not a directory")
+        raise SourceRejected(ErrorCode.not_a_directory, f"{raw} is not a directory")
     found: list[Path] = []
     for path in _walk(base, recursive):
         if not fnmatch.fnmatch(path.name, pattern):
@@ -140,7 +141,9 @@ def expand_directory(
             continue  # a symlink out of the library is skipped, never followed
         found.append(path)
         if len(found) > limit:
-            raise SourceRejected("too_many_items", f"{raw} holds more than {limit} matching files")
+            raise SourceRejected(
+                ErrorCode.too_many_items, f"{raw} holds more than {limit} matching files"
+            )
     return sorted(found)
 
 
@@ -157,12 +160,12 @@ def check_public_host(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise SourceRejected("unresolvable_host", f"cannot resolve {host}") from exc
+        raise SourceRejected(ErrorCode.unresolvable_host, f"cannot resolve {host}") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global or address.is_multicast:
             raise SourceRejected(
-                "forbidden_address", f"{host} resolves to a non-public address ({address})"
+                ErrorCode.forbidden_address, f"{host} resolves to a non-public address ({address})"
             )
 
 
@@ -172,7 +175,9 @@ def fetch_url(url: str, max_bytes: int, timeout_s: float, allow_private: bool = 
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SourceRejected("unsupported_url", f"only http(s) URLs are fetched: {url}")
+                raise SourceRejected(
+                    ErrorCode.unsupported_url, f"only http(s) URLs are fetched: {url}"
+                )
             if not allow_private:
                 # Checked before connecting; DNS answers could still change in between,
                 # which a deployment closes with an egress proxy.
@@ -186,12 +191,14 @@ def fetch_url(url: str, max_bytes: int, timeout_s: float, allow_private: bool = 
                         continue
                     if response.status_code != 200:
                         raise SourceRejected(
-                            "fetch_failed", f"{url} answered HTTP {response.status_code}"
+                            ErrorCode.fetch_failed, f"{url} answered HTTP {response.status_code}"
                         )
                     return _read_capped(response, max_bytes, url)
             except httpx.HTTPError as exc:
-                raise SourceRejected("fetch_failed", f"{url}: {exc}") from exc
-    raise SourceRejected("too_many_redirects", f"{url} redirected more than {MAX_REDIRECTS} times")
+                raise SourceRejected(ErrorCode.fetch_failed, f"{url}: {exc}") from exc
+    raise SourceRejected(
+        ErrorCode.too_many_redirects, f"{url} redirected more than {MAX_REDIRECTS} times"
+    )
 
 
 def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
@@ -200,6 +207,8 @@ def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise SourceRejected("too_large", f"{url} is over the {max_bytes}-byte limit")
+            raise SourceRejected(
+                ErrorCode.file_too_large, f"{url} is over the {max_bytes}-byte limit"
+            )
         chunks.append(chunk)
     return b"".join(chunks)

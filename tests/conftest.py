@@ -53,6 +53,16 @@ def redis_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Milvus 2.3.5 server (the `milvus` package), in a network namespace of its own."""
+    from tests.milvus_server import start_milvus_server
+
+    server = start_milvus_server(tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
 
@@ -98,11 +108,49 @@ def api(settings: Settings) -> Iterator[TestClient]:
 
 
 @dataclass
+class InProcess:
+    """The app and the workers' functions in this process (see tests/inline.py)."""
+
+    api: TestClient
+    ctx: Any
+    queue: Any
+    settings: Settings
+
+    def transport(self) -> httpx.BaseTransport:
+        from tests.inline import SharedTransport
+
+        return SharedTransport(self.api._transport)
+
+
+@pytest.fixture
+def inproc(settings: Settings, fake_gemini: Any) -> Iterator[InProcess]:
+    from api.main import create_app
+    from tests.inline import InlineQueue
+    from workers.context import build_context
+
+    settings = settings.model_copy(update={"gemini_base_url": fake_gemini.base_url})
+    ctx = build_context(settings)
+    ctx.queue = queue = InlineQueue(ctx)
+    with TestClient(create_app(settings)) as client:
+        try:
+            yield InProcess(client, ctx, queue, settings)
+        finally:
+            queue.drain()
+            queue.close()
+            ctx.close()
+
+
+@dataclass
 class RunningStack:
     stack: Stack
     url: str
     library: Path
     client: httpx.Client
+    backend: str  # "lite" or "milvus"
+
+    def tag(self, text: str) -> str:
+        """The text made this stack's own (the fake Gemini serves every stack of the run)."""
+        return f"{text} ~{self.backend}"
 
     def wait_job(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -123,11 +171,17 @@ def fake_gemini() -> Iterator[Any]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["lite", "milvus"])
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_port: int, tiny_clip: Path, fake_gemini: Any
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_port: int,
+    tiny_clip: Path,
+    fake_gemini: Any,
 ) -> Iterator[RunningStack]:
-    base = tmp_path_factory.mktemp("stack")
+    """The whole service as real processes, on Milvus Lite (its gRPC server, as `assetrag up`
+    runs it) or on a real Milvus server: tests using it run on both."""
+    base = tmp_path_factory.mktemp(f"stack-{request.param}")
     library = base / "library"
     library.mkdir()
     redis.Redis(port=redis_port, db=STACK_DB).flushdb()
@@ -139,20 +193,21 @@ def stack(
         "ASSETRAG_PRECISION": "fp32",
         "ASSETRAG_LIBRARY_ROOTS": str(library),
         "ASSETRAG_EMBED_BATCH_SIZE": "16",
-        # Short, so a batch held by a SIGKILLed worker comes back within the test.
-        "ASSETRAG_VISIBILITY_TIMEOUT_S": "10",
         "ASSETRAG_GEMINI_API_KEY": "test-key",
         "ASSETRAG_GEMINI_BASE_URL": fake_gemini.base_url,
         "ASSETRAG_GEMINI_RPM": "0",
         "ASSETRAG_BLOB_SWEEP_S": "1",
+        "ASSETRAG_DUPLICATES_BATCH_SIZE": "4",
     }
+    if request.param == "milvus":
+        env["ASSETRAG_MILVUS_URI"] = request.getfixturevalue("milvus_server").uri
     port = free_port()
-    running = Stack(port=port, env=env, log_dir=OUTPUT / "stack-logs")
+    running = Stack(port=port, env=env, log_dir=OUTPUT / "stack-logs" / request.param)
     running.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
         running.wait_ready(120)
-        yield RunningStack(running, f"http://127.0.0.1:{port}", library, client)
+        yield RunningStack(running, f"http://127.0.0.1:{port}", library, client, request.param)
     finally:
         client.close()
         running.stop()

@@ -1,25 +1,42 @@
-"""The Celery app the worker command loads (`celery -A workers.celery_app`)."""
+"""The Celery app the worker command loads, and what every worker does beside its tasks:
+load its model before it counts as ready, beat (with the task messages it holds), and on
+the default queue run the blob sweep and the watchdog."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from celery import Celery, signals
 from celery.bootsteps import RUN
+from celery.worker import state as worker_state
 
+from shared import keys
 from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.settings import get_settings
 from shared.tasks import make_celery
 
 log = logging.getLogger("assetrag.worker")
+MODEL_QUEUES = frozenset({"embed", "query", "generate"})
+# A worker whose consumer stays down this long while Redis answers exits, so that its
+# supervisor (`assetrag up`, compose's restart policy) starts a fresh one.
+STUCK_EXIT_S = 120.0
 
 
 def create_app() -> Celery:
     app = make_celery(get_settings())
-    app.conf.imports = ("workers.embed", "workers.search", "workers.generate")
+    app.conf.imports = (
+        "workers.embed",
+        "workers.search",
+        "workers.generate",
+        "workers.duplicates",
+    )
     return app
 
 
@@ -44,40 +61,125 @@ def consuming(consumer: Any) -> bool:
     )
 
 
+def held_tags() -> set[str]:
+    """Delivery tags of the task messages this worker holds: running or reserved."""
+    requests = [*worker_state.active_requests, *worker_state.reserved_requests]
+    return {str(r.delivery_info.get("delivery_tag")) for r in requests if r.delivery_info}
+
+
 @signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Announces which queues this worker consumes, for /readyz, until it shuts down."""
+def _on_ready(sender: Any = None, **_: Any) -> None:
+    """Loads the model first (a worker is ready only once it can serve), then announces
+    itself for /readyz and starts the background duties of its queues."""
+    from workers.context import worker_context
+
     queues = sorted(sender.app.amqp.queues.consume_from.keys())
-    heartbeat = WorkerHeartbeat(redis.Redis.from_url(get_settings().redis_url))
+    ctx = worker_context()
+    ctx.name = sender.hostname
+    if MODEL_QUEUES & set(queues):
+        _load_model_or_exit(ctx)
+    heartbeat = WorkerHeartbeat(ctx.redis)
+    heartbeat.beat(sender.hostname, queues, held_tags())
+    _background("heartbeat", HEARTBEAT_PERIOD_S, _beater(sender, heartbeat, queues))
+    if "default" in queues:
+        _background("blob-sweep", ctx.settings.blob_sweep_s, _sweep_blobs)
+        _background("watchdog", ctx.settings.watchdog_period_s, _watchdog_round)
+
+
+def _load_model_or_exit(ctx: Any) -> None:
+    """A worker that cannot load its model cannot serve: it says why and exits, instead of
+    idling without a heartbeat (its supervisor restarts it, and gives up if it keeps failing)."""
+    started = time.perf_counter()
+    try:
+        encoder = ctx.encoder()
+    except Exception:
+        log.critical("cannot load the model %r; exiting", ctx.settings.clip_model, exc_info=True)
+        logging.shutdown()
+        os._exit(1)
+    log.info(
+        "model %s loaded on %s in %.1fs",
+        encoder.model_id,
+        encoder.device,
+        time.perf_counter() - started,
+    )
+
+
+@signals.task_received.connect
+def _note_held(request: Any = None, **_: Any) -> None:
+    """Lists a message as held at once, not only at the next beat."""
+    tag = (getattr(request, "delivery_info", None) or {}).get("delivery_tag")
+    if tag is None:
+        return
+    from workers.context import worker_context
+
+    try:
+        WorkerHeartbeat(worker_context().redis).hold(request.hostname, str(tag))
+    except redis.RedisError:
+        log.warning("could not note a held task; the next beat will")
+
+
+def _beater(consumer: Any, heartbeat: WorkerHeartbeat, queues: list[str]) -> Callable[[], None]:
+    down_since: float | None = None
 
     def beat() -> None:
-        while not _stop.wait(HEARTBEAT_PERIOD_S):
-            if not consuming(sender):
-                log.warning("not consuming from %s; withholding the heartbeat", queues)
-                continue
-            try:
-                heartbeat.beat(sender.hostname, queues)
-            except redis.RedisError:
-                log.warning("heartbeat to Redis failed; retrying")
+        nonlocal down_since
+        if consuming(consumer):
+            down_since = None
+            heartbeat.beat(consumer.hostname, queues, held_tags())
+            return
+        log.warning("not consuming from %s; withholding the heartbeat", queues)
+        down_since = down_since or time.monotonic()
+        if time.monotonic() - down_since > STUCK_EXIT_S and heartbeat.redis_answers():
+            log.error("the consumer is stuck while Redis answers; exiting to be restarted")
+            os._exit(3)
 
-    heartbeat.beat(sender.hostname, queues)
-    threading.Thread(target=beat, name="assetrag-heartbeat", daemon=True).start()
-    if "default" in queues:
-        threading.Thread(target=_sweep_blobs, name="assetrag-blob-sweep", daemon=True).start()
+    return beat
 
 
 def _sweep_blobs() -> None:
-    """Bookkeeping on the default queue's workers: delete blobs whose record expired."""
+    """Deletes blobs whose record expired."""
     from workers.context import worker_context
 
-    while not _stop.wait(get_settings().blob_sweep_s):
-        try:
-            while worker_context().expiry.sweep():
-                pass
-        except (redis.RedisError, OSError):
-            log.warning("blob sweep failed; retrying")
+    while worker_context().expiry.sweep():
+        pass
+
+
+def _watchdog_round() -> None:
+    from workers.context import worker_context
+    from workers.watchdog import run_round
+
+    ctx = worker_context()
+    lock = ctx.redis.lock(keys.WATCHDOG_LOCK, timeout=ctx.settings.watchdog_period_s * 6)
+    if not lock.acquire(blocking=False):
+        return  # another worker's watchdog runs this round
+    try:
+        with _broker_restorer() as restore:
+            run_round(ctx, restore)
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _broker_restorer() -> Iterator[Callable[[str], None]]:
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        # kombu's own restore: the message goes back to its queue and out of `unacked`.
+        yield lambda tag: channel.qos.restore_by_tag(tag)
+
+
+def _background(name: str, period_s: float, duty: Callable[[], None]) -> None:
+    """Runs a duty every period until the worker shuts down; a failure is logged, not fatal."""
+
+    def loop() -> None:
+        while not _stop.wait(period_s):
+            try:
+                duty()
+            except Exception:
+                log.exception("%s failed; trying again in %.0fs", name, period_s)
+
+    threading.Thread(target=loop, name=f"assetrag-{name}", daemon=True).start()
 
 
 @signals.worker_shutdown.connect
-def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
+def _stop_background(sender: Any = None, **_: Any) -> None:
     _stop.set()

@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from celery import Task
 
 from shared.services import Services
 from shared.settings import Settings, get_settings
 from shared.vectors import AssetRecord, TenantVectors
+from workers.encoders import EncoderCache
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -30,41 +33,69 @@ T = TypeVar("T")
 log = logging.getLogger("assetrag.worker")
 
 
+class Target(NamedTuple):
+    """A collection's model and the version holding that model's vectors (None: not made)."""
+
+    model: str
+    version: int | None
+
+
 @dataclass
 class WorkerContext(Services):
     decode_pool: ThreadPoolExecutor
-    _encoder: ClipEncoder | None = None
+    # Who runs the work, as the job records it (the Celery hostname in a worker).
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _encoders: EncoderCache | None = None
     _generator: GeminiGenerator | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _ready_collections: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def encoder(self) -> ClipEncoder:
+    def encoder(self, model: str | None = None) -> ClipEncoder:
+        """A loaded encoder for `model` (the service's default model when None)."""
         with self._lock:
-            if self._encoder is None:
-                from shared.clip_encoder import ClipEncoder
+            if self._encoders is None:
+                self._encoders = EncoderCache(self.settings.max_models, self._load_encoder)
+        return self._encoders.get(model or self.settings.clip_model)
 
-                encoder = ClipEncoder(
-                    self.settings.clip_model, self.settings.device, self.settings.precision
-                )
-                encoder.load()
-                self.models.record(encoder.model_id, encoder.dim)
-                self._encoder = encoder
-            return self._encoder
+    def _load_encoder(self, model: str) -> ClipEncoder:
+        from shared.clip_encoder import ClipEncoder
+
+        encoder = ClipEncoder(model, self.settings.device, self.settings.precision)
+        encoder.load()
+        self.models.record(encoder.model_id, encoder.dim)
+        return encoder
 
     def scoped(self, tenant: str | None) -> TenantVectors:
         """The vector store as the job's tenant sees it."""
         return TenantVectors(self.vectors, tenant)
 
-    def upsert(self, vectors: TenantVectors, collection: str, records: list[AssetRecord]) -> None:
-        """Creates the collection on first use (once per process), then upserts."""
-        encoder = self.encoder()
+    def target(self, scope: TenantVectors, collection: str, fresh: bool = False) -> Target:
+        """Where a job writes or searches: the version that answers now and its model, or for
+        a collection yet to be made, the default model's version 1."""
+        if fresh:
+            scope.forget(collection)
+        info = scope.find_collection(collection)
+        if info is None:
+            return Target(self.settings.clip_model, None)
+        return Target(info.model, info.version)
+
+    def upsert(
+        self,
+        vectors: TenantVectors,
+        collection: str,
+        records: list[AssetRecord],
+        encoder: ClipEncoder,
+        version: int | None = None,
+    ) -> None:
+        """Creates the collection on first use (once per process), then upserts into the
+        version whose model made the vectors."""
         key = vectors.physical(collection)
         if key not in self._ready_collections:
             vectors.ensure_collection(collection, encoder.dim, encoder.model_id)
             self._ready_collections.add(key)
         try:
-            vectors.upsert(collection, records)
+            vectors.upsert(collection, records, version)
         except Exception:
             self._ready_collections.discard(key)  # dropped meanwhile? check again next time
             raise

@@ -7,44 +7,29 @@ batch or a repeated image is stored once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.blobs import asset_key
-from shared.images import ImageInfo, ImageRejected, sniff_and_decode
-from shared.jobs import FINAL_STATES, ItemError
-from shared.schemas import EmbedItem, EmbedRequest
-from shared.sources import (
-    SourceRejected,
-    expand_directory,
-    fetch_url,
-    read_library_file,
+from shared.contract import (
+    EmbedItem,
+    EmbedRequest,
+    EmbedResult,
+    ItemError,
 )
+from shared.errors import CodedError, InputRejected
+from shared.jobs import START
+from shared.rules import check_item_count
+from shared.sources import expand_directory, fetch_url, read_library_file
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
-from shared.vectors import AssetRecord, CollectionNotFound, ModelMismatch, TenantVectors
+from workers.assets import NewAsset, decode_asset, store_assets, timed
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
+from workers.retries import with_retries
 
 log = logging.getLogger("assetrag.embed")
-
-
-@dataclass
-class LoadedImage:
-    index: int
-    item: EmbedItem
-    filename: str
-    data: bytes
-    info: ImageInfo
-    pixels: Any  # a preprocessed CHW tensor
-
-    @property
-    def asset_id(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass
@@ -57,37 +42,24 @@ class BatchReport:
 
 def plan_embed(ctx: WorkerContext, job_id: str) -> int:
     """Expands the request into batches on the embed queue; returns how many were sent."""
-    if not ctx.jobs.mark_running(job_id):
-        return 0  # cancelled before planning
+    if not ctx.jobs.start_work(job_id, START, ctx.name):
+        return 0  # cancelled before planning, or planned already
     request = EmbedRequest.model_validate(ctx.jobs.request(job_id))
     try:
-        _check_collection_model(ctx, ctx.scoped(ctx.jobs.tenant(job_id)), request.collection)
         items = _expand(ctx, request)
-    except (SourceRejected, ModelMismatch) as exc:
-        ctx.jobs.fail(job_id, getattr(exc, "code", "model_mismatch"), str(exc))
+    except CodedError as exc:
+        ctx.jobs.fail(job_id, exc.code, exc.message)
+        return 0
+    result = EmbedResult(collection=request.collection)
+    if not items:
+        ctx.jobs.complete(job_id, result)
         return 0
     size = ctx.settings.embed_batch_size
-    batches = [items[i : i + size] for i in range(0, len(items), size)]
-    ctx.jobs.set_result(job_id, {"collection": request.collection})
-    ctx.jobs.set_plan(job_id, len(items), len(batches))
-    if not batches:
-        ctx.jobs.complete(job_id, {"collection": request.collection})
-    # A redelivered plan sends every batch again; each batch id is counted once.
-    for number, batch in enumerate(batches):
-        ctx.queue.send(EMBED_BATCH, job_id, str(number), batch)
-    return len(batches)
-
-
-def _check_collection_model(ctx: WorkerContext, vectors: TenantVectors, collection: str) -> None:
-    try:
-        existing = vectors.get_collection(collection, with_count=False)
-    except CollectionNotFound:
-        return
-    if existing.model != ctx.settings.clip_model:
-        raise ModelMismatch(
-            f"collection {collection} holds {existing.model} embeddings; "
-            f"this service runs {ctx.settings.clip_model}"
-        )
+    tasks = [
+        (batch_id, ctx.queue.message(EMBED_BATCH, job_id, batch_id, items[i : i + size]))
+        for batch_id, i in ((f"b{i // size}", i) for i in range(0, len(items), size))
+    ]
+    return len(tasks) if ctx.jobs.plan(job_id, len(items), tasks, result) else 0
 
 
 def _expand(ctx: WorkerContext, request: EmbedRequest) -> list[dict[str, Any]]:
@@ -102,27 +74,34 @@ def _expand(ctx: WorkerContext, request: EmbedRequest) -> list[dict[str, Any]]:
             ctx.settings.max_items_per_job,
         )
         items += [{"path": str(path), "metadata": {}} for path in paths]
-    if len(items) > ctx.settings.max_items_per_job:
-        raise SourceRejected(
-            "too_many_items", f"{len(items)} items; the limit is {ctx.settings.max_items_per_job}"
-        )
+    check_item_count(len(items), ctx.settings.max_items_per_job)
     return [{"index": index, **item} for index, item in enumerate(items)]
+
+
+def _item(raw: dict[str, Any]) -> tuple[int, EmbedItem]:
+    return raw["index"], EmbedItem.model_validate({k: v for k, v in raw.items() if k != "index"})
 
 
 def embed_batch(
     ctx: WorkerContext, job_id: str, batch_id: str, items: list[dict[str, Any]]
 ) -> BatchReport | None:
-    state = ctx.jobs.state(job_id)
-    if state is None or state in FINAL_STATES:
-        return None  # cancelled or expired: the queued batch is dropped
-    request = ctx.jobs.request(job_id)
+    if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
+        return None  # counted already, cancelled or expired: the batch is dropped
+    request = EmbedRequest.model_validate(ctx.jobs.request(job_id))
     tenant = ctx.jobs.tenant(job_id)
+    scope = ctx.scoped(tenant)
+    # Read afresh for each batch: a re-index may have swapped in another model's version.
+    target = ctx.target(scope, request.collection, fresh=True)
     report = BatchReport()
-    started = time.perf_counter()
-    loaded = read_batch(ctx, items, tenant, report)
-    report.timings["read"] = time.perf_counter() - started
+    with timed(report.timings, "read"):
+        loaded = read_batch(ctx, items, tenant, target.model, report)
     if loaded:
-        store_batch(ctx, ctx.scoped(tenant), request["collection"], loaded, report)
+        assets = [a for _, a in loaded]
+        ids = store_assets(ctx, scope, request.collection, assets, target, report.timings)
+        report.asset_ids = {
+            index: asset_id for (index, _), asset_id in zip(loaded, ids, strict=True)
+        }
+        report.stored = len(ids)
     ctx.jobs.complete_batch(job_id, batch_id, report.stored, report.errors, report.asset_ids)
     log.info(
         "job %s batch %s: %d stored, %d failed, timings %s",
@@ -136,12 +115,16 @@ def embed_batch(
 
 
 def read_batch(
-    ctx: WorkerContext, items: list[dict[str, Any]], tenant: str | None, report: BatchReport
-) -> list[LoadedImage]:
-    encoder = ctx.encoder()
-    outcomes = ctx.decode_pool.map(lambda raw: load_item(ctx, raw, tenant, encoder), items)
-    loaded: list[LoadedImage] = []
-    for outcome in outcomes:
+    ctx: WorkerContext,
+    items: list[dict[str, Any]],
+    tenant: str | None,
+    model: str,
+    report: BatchReport,
+) -> list[tuple[int, NewAsset]]:
+    """Every item read and decoded (for `model`) in the thread pool; refusals become the
+    report's errors."""
+    loaded: list[tuple[int, NewAsset]] = []
+    for outcome in ctx.decode_pool.map(lambda raw: load_item(ctx, raw, tenant, model), items):
         if isinstance(outcome, ItemError):
             report.errors.append(outcome)
         else:
@@ -150,19 +133,14 @@ def read_batch(
 
 
 def load_item(
-    ctx: WorkerContext, raw: dict[str, Any], tenant: str | None, encoder: Any
-) -> LoadedImage | ItemError:
-    index = raw["index"]
-    item = EmbedItem.model_validate({k: v for k, v in raw.items() if k != "index"})
+    ctx: WorkerContext, raw: dict[str, Any], tenant: str | None, model: str
+) -> tuple[int, NewAsset] | ItemError:
+    index, item = _item(raw)
     try:
         data, filename = read_item_bytes(ctx, item, tenant)
-        info, image = sniff_and_decode(
-            data, ctx.settings.max_image_pixels, draft_size=encoder.input_resolution
-        )
-        pixels = encoder.preprocess(image)
-    except (SourceRejected, ImageRejected) as exc:
-        return ItemError(index=index, source=item.source, code=exc.code, message=exc.message)
-    return LoadedImage(index, item, filename, data, info, pixels)
+        return index, decode_asset(ctx, data, filename, item.source, item.metadata, model)
+    except InputRejected as exc:
+        return exc.item_error(index, item.source)
 
 
 def read_item_bytes(ctx: WorkerContext, item: EmbedItem, tenant: str | None) -> tuple[bytes, str]:
@@ -180,45 +158,12 @@ def read_item_bytes(ctx: WorkerContext, item: EmbedItem, tenant: str | None) -> 
     return data, Path(urlsplit(url).path).name or url
 
 
-def store_batch(
-    ctx: WorkerContext,
-    scope: TenantVectors,
-    collection: str,
-    loaded: list[LoadedImage],
-    report: BatchReport,
+def fail_items(
+    ctx: WorkerContext, job_id: str, batch_id: str, items: list[dict[str, Any]], error: CodedError
 ) -> None:
-    import torch
-
-    encoder = ctx.encoder()
-    started = time.perf_counter()
-    vectors = encoder.encode_images(torch.stack([image.pixels for image in loaded]))
-    report.timings["encode"] = time.perf_counter() - started
-    started = time.perf_counter()
-    records = {}
-    for image, vector in zip(loaded, vectors, strict=True):
-        key = asset_key(image.asset_id)
-        if not ctx.blobs.exists(key):
-            ctx.blobs.put(key, image.data)
-        records[image.asset_id] = _record(image, key, vector.tolist())
-        report.asset_ids[image.index] = image.asset_id
-    ctx.upsert(scope, collection, list(records.values()))
-    report.stored = len(loaded)
-    report.timings["write"] = time.perf_counter() - started
-
-
-def _record(image: LoadedImage, content_key: str, vector: list[float]) -> AssetRecord:
-    return AssetRecord(
-        asset_id=image.asset_id,
-        vector=vector,
-        filename=image.filename,
-        source=image.item.source,
-        content_key=content_key,
-        mime_type=image.info.mime_type,
-        width=image.info.width,
-        height=image.info.height,
-        metadata=image.item.metadata,
-        created_at=time.time(),
-    )
+    """Every item of the batch is reported failed with this error, so the job still ends."""
+    errors = [error.item_error(index, item.source) for index, item in map(_item, items)]
+    ctx.jobs.complete_batch(job_id, batch_id, 0, errors, {})
 
 
 @app.task(name=PLAN_EMBED, base=ContextTask, bind=True, acks_late=True)
@@ -227,30 +172,20 @@ def plan_embed_task(self: ContextTask, job_id: str) -> None:
         plan_embed(self.ctx, job_id)
 
 
-def fail_batch(
-    ctx: WorkerContext, job_id: str, batch_id: str, items: list[dict[str, Any]], exc: Exception
+def embed_batch_with_retries(
+    ctx: WorkerContext, job_id: str, batch_id: str, items: list[dict[str, Any]]
 ) -> None:
-    """After the last retry every item of the batch is reported failed, so the job still ends."""
-    errors = [
-        ItemError(
-            index=raw["index"],
-            source=EmbedItem.model_validate({k: v for k, v in raw.items() if k != "index"}).source,
-            code="internal_error",
-            message=f"{type(exc).__name__}: {exc}",
-        )
-        for raw in items
-    ]
-    ctx.jobs.complete_batch(job_id, batch_id, 0, errors, {})
+    with_retries(
+        ctx,
+        job_id,
+        batch_id,
+        lambda: embed_batch(ctx, job_id, batch_id, items),
+        lambda error: fail_items(ctx, job_id, batch_id, items, error),
+    )
 
 
-@app.task(name=EMBED_BATCH, base=ContextTask, bind=True, acks_late=True, max_retries=3)
+@app.task(name=EMBED_BATCH, base=ContextTask, bind=True, acks_late=True)
 def embed_batch_task(
     self: ContextTask, job_id: str, batch_id: str, items: list[dict[str, Any]]
 ) -> None:
-    try:
-        embed_batch(self.ctx, job_id, batch_id, items)
-    except Exception as exc:  # Milvus or the blob store down: retry with backoff, then report
-        log.exception("job %s batch %s failed", job_id, batch_id)
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-        fail_batch(self.ctx, job_id, batch_id, items, exc)
+    embed_batch_with_retries(self.ctx, job_id, batch_id, items)

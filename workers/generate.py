@@ -4,17 +4,17 @@ with their lineage when asked."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
-from typing import Any
 
-from shared.blobs import asset_key, generated_key
-from shared.gemini import GeneratedImage, GenerationError, GenerationOutput
-from shared.images import ImageInfo, decode_rgb, downscale, sniff_image
-from shared.jobs import ItemError, Progress
-from shared.schemas import GenerateRequest
+from shared import contract
+from shared.blobs import generated_key
+from shared.contract import ErrorCode, GenerateRequest, GenerateResult, ItemError, Progress
+from shared.errors import CodedError, NotFound
+from shared.gemini import GenerationError, GenerationOutput, ImageBytes
+from shared.images import downscale, sniff_image
+from shared.jobs import START
 from shared.tasks import RUN_GENERATE
-from shared.vectors import AssetRecord, TenantVectors
+from shared.vectors import TenantVectors
+from workers.assets import decode_asset, store_assets
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 
@@ -28,8 +28,9 @@ def resolve_references(
         return []
     if refs.asset_ids is not None:
         return list(refs.asset_ids)
-    vector = ctx.encoder().encode_texts([str(refs.query)])
-    hits = scope.search(request.collection, vector, refs.top_k)[0]
+    target = ctx.target(scope, request.collection)
+    vector = ctx.encoder(target.model).encode_texts([str(refs.query)])
+    hits = scope.search(request.collection, vector, refs.top_k, version=target.version)[0]
     return [hit.asset_id for hit in hits]
 
 
@@ -41,7 +42,9 @@ def load_references(
     for asset_id in asset_ids:
         record = scope.get_asset(collection, asset_id)
         if record is None:
-            raise GenerationError("asset_not_found", f"reference {asset_id} is not in {collection}")
+            raise NotFound(
+                ErrorCode.asset_not_found, f"reference {asset_id} is not in {collection}"
+            )
         data = ctx.blobs.get(record.content_key)
         images.append(
             downscale(data, ctx.settings.reference_max_side, ctx.settings.max_image_pixels)
@@ -65,83 +68,61 @@ async def generate_variants(
     return outcomes  # type: ignore[return-value]
 
 
-def save_image(
+def keep_images(
     ctx: WorkerContext,
     scope: TenantVectors,
     job_id: str,
-    number: int,
-    image: GeneratedImage,
+    images: list[ImageBytes],
     request: GenerateRequest,
     references: list[str],
     model: str,
-) -> dict[str, Any]:
-    ctx.blobs.put(generated_key(job_id, number), image.data)
-    # The job record expires job_ttl after it finishes; its images go a minute after it.
-    ctx.expiry.schedule(generated_key(job_id, number), ctx.settings.job_ttl_s + 60)
-    info = sniff_image(image.data, ctx.settings.max_image_pixels)
-    entry: dict[str, Any] = {
-        "content_url": f"/v1/jobs/{job_id}/images/{number}",
-        "mime_type": info.mime_type,
-        "width": info.width,
-        "height": info.height,
-    }
-    if request.save_to_collection:
-        lineage = {
-            "prompt": request.prompt,
-            "references": references,
-            "model": model,
-            "job_id": job_id,
-        }
-        entry["asset_id"] = _save_to_collection(
-            ctx, scope, request.collection, image.data, info, lineage
-        )
-    return entry
-
-
-def _save_to_collection(
-    ctx: WorkerContext,
-    scope: TenantVectors,
-    collection: str,
-    data: bytes,
-    info: ImageInfo,
-    lineage: dict[str, Any],
-) -> str:
-    encoder = ctx.encoder()
-    image = decode_rgb(data, ctx.settings.max_image_pixels, draft_size=encoder.input_resolution)
-    vector = encoder.encode_images(encoder.preprocess(image).unsqueeze(0))[0]
-    asset_id = hashlib.sha256(data).hexdigest()
-    key = asset_key(asset_id)
-    ctx.blobs.put(key, data)
-    ctx.upsert(
-        scope,
-        collection,
-        [
-            AssetRecord(
-                asset_id=asset_id,
-                vector=vector.tolist(),
-                filename=f"generated-{lineage['job_id']}.png",
-                source=f"generated:{lineage['job_id']}",
-                content_key=key,
+) -> list[contract.GeneratedImage]:
+    """Keeps each image with the job (it expires with it) and, when asked, saves them all into
+    the collection with their lineage."""
+    lineage = {"prompt": request.prompt, "references": references, "model": model, "job_id": job_id}
+    entries: list[contract.GeneratedImage] = []
+    for number, image in enumerate(images):
+        key = generated_key(job_id, number)
+        ctx.blobs.put(key, image.data)
+        # The job record expires job_ttl after it finishes; its images go a minute after it.
+        ctx.expiry.schedule(key, ctx.settings.job_ttl_s + 60)
+        info = sniff_image(image.data, ctx.settings.max_image_pixels)
+        entries.append(
+            contract.GeneratedImage(
+                content_url=contract.job_image_url(job_id, number),
                 mime_type=info.mime_type,
                 width=info.width,
                 height=info.height,
-                metadata={"generated": True, "lineage": lineage},
-                created_at=time.time(),
             )
-        ],
-    )
-    return asset_id
+        )
+    if request.save_to_collection:
+        target = ctx.target(scope, request.collection, fresh=True)
+        assets = [
+            decode_asset(
+                ctx,
+                image.data,
+                f"generated-{job_id}-{number}.{entry.mime_type.split('/')[-1]}",
+                f"generated:{job_id}",
+                {"generated": True, "lineage": lineage},
+                target.model,
+            )
+            for number, (image, entry) in enumerate(zip(images, entries, strict=True))
+        ]
+        asset_ids = store_assets(ctx, scope, request.collection, assets, target)
+        for entry, asset_id in zip(entries, asset_ids, strict=True):
+            entry.asset_id = asset_id
+    return entries
 
 
 def run_generate(ctx: WorkerContext, job_id: str) -> None:
-    if not ctx.jobs.mark_running(job_id):
+    if not ctx.jobs.start_work(job_id, START, ctx.name):
         return
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
     scope = ctx.scoped(ctx.jobs.tenant(job_id))
     try:
         references = resolve_references(ctx, scope, request)
         reference_images = load_references(ctx, scope, request.collection, references)
-    except GenerationError as exc:
+    except CodedError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return
     outcomes = ctx.run_async(generate_variants(ctx, request, reference_images))
@@ -164,16 +145,12 @@ def finish(
         return
     model = outputs[0].model or ctx.settings.gemini_model
     images = [image for output in outputs for image in output.images]
-    entries = [
-        save_image(ctx, scope, job_id, number, image, request, references, model)
-        for number, image in enumerate(images)
-    ]
-    result = {
-        "images": entries,
-        "text": "\n".join(o.text for o in outputs if o.text),
-        "references": references,
-        "model": model,
-    }
+    result = GenerateResult(
+        images=keep_images(ctx, scope, job_id, images, request, references, model),
+        text="\n".join(o.text for o in outputs if o.text),
+        references=references,
+        model=model,
+    )
     errors = [
         ItemError(index=i, source=f"variant:{i}", code=e.code, message=str(e)) for i, e in failures
     ]

@@ -1,89 +1,168 @@
-"""Collections and the assets in them."""
+"""Collections and the assets in them: records, original bytes and thumbnails."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import StateDep, VectorsDep
-from api.errors import ApiError
-from shared.blobs import BlobNotFound
-from shared.schemas import CollectionCreate
-from shared.vectors import AssetRecord, CollectionInfo, CollectionNotFound
+from api.deps import CallerDep
+from api.errors import responses
+from shared import contract
+from shared.blobs import BlobNotFound, thumbnail_key
+from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Page
+from shared.errors import CodedError, Conflict, NotFound
+from shared.images import thumbnail
+from shared.vectors import AssetRecord, TenantVectors
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(tags=["collections"])
+E = ErrorCode
+COLLECTION = contract.COLLECTIONS_PATH + "/{name}"
+ASSETS = COLLECTION + "/assets"
+ASSET = ASSETS + "/{asset_id}"
+# Content-addressed: the bytes behind an asset id never change.
+IMMUTABLE = "private, max-age=31536000, immutable"
+IMAGE_BYTES = {"content": {"image/*": {}}, "description": "image bytes"}
 
 
-def _collection(vectors: VectorsDep, name: str) -> CollectionInfo:
-    try:
-        return vectors.get_collection(name)
-    except (CollectionNotFound, ValueError) as exc:
-        raise ApiError(404, "collection_not_found", f"no collection {name}") from exc
-
-
-def _asset(vectors: VectorsDep, name: str, asset_id: str) -> AssetRecord:
-    _collection(vectors, name)
-    record = vectors.get_asset(name, asset_id) if len(asset_id) == 64 else None
+def _asset(vectors: TenantVectors, name: str, asset_id: str) -> AssetRecord:
+    if vectors.find_collection(name) is None:
+        raise NotFound(E.collection_not_found, f"no collection {name}")
+    record = vectors.get_asset(name, asset_id) if contract.ASSET_ID_RE.fullmatch(asset_id) else None
     if record is None:
-        raise ApiError(404, "asset_not_found", f"no asset {asset_id} in {name}")
+        raise NotFound(E.asset_not_found, f"no asset {asset_id} in {name}")
     return record
 
 
-@router.get("")
-def list_collections(vectors: VectorsDep) -> dict[str, Any]:
-    collections = vectors.list_collections()
-    return {"data": [c.model_dump() for c in collections], "count": len(collections)}
+@router.get(contract.COLLECTIONS_PATH, response_model=Page[CollectionInfo], responses=responses())
+def list_collections(caller: CallerDep) -> Page[CollectionInfo]:
+    return Page[CollectionInfo](data=caller.vectors.list_collections())
 
 
-@router.post("", status_code=201, response_model=CollectionInfo)
-def create_collection(
-    body: CollectionCreate, state: StateDep, vectors: VectorsDep
-) -> CollectionInfo:
+@router.post(
+    contract.COLLECTIONS_PATH,
+    status_code=201,
+    response_model=CollectionInfo,
+    responses=responses(E.model_not_loaded, E.collection_exists, E.malformed_json),
+)
+def create_collection(body: CollectionCreate, caller: CallerDep) -> CollectionInfo:
+    """An empty collection for the service's CLIP model (embedding into a missing collection
+    creates it too)."""
+    state, vectors = caller.state, caller.vectors
     model = state.settings.clip_model
     dimension = state.models.dimension(model)
     if dimension is None:
-        raise ApiError(
-            503,
-            "model_not_loaded",
+        raise CodedError(
+            E.model_not_loaded,
             f"the dimension of {model} is unknown until a worker loads it; "
             "embed into the collection instead (it is created on first use)",
         )
     if vectors.has_collection(body.name):
-        raise ApiError(409, "collection_exists", f"collection {body.name} already exists")
+        raise Conflict(E.collection_exists, f"collection {body.name} already exists")
     return vectors.ensure_collection(body.name, dimension, model, body.metric)
 
 
-@router.get("/{name}", response_model=CollectionInfo)
-def describe_collection(name: str, vectors: VectorsDep) -> CollectionInfo:
-    return _collection(vectors, name)
+@router.get(COLLECTION, response_model=CollectionInfo, responses=responses(E.collection_not_found))
+def describe_collection(name: str, caller: CallerDep) -> CollectionInfo:
+    return caller.vectors.get_collection(name)
 
 
-@router.delete("/{name}", status_code=204)
-def delete_collection(name: str, vectors: VectorsDep) -> Response:
-    _collection(vectors, name)
-    vectors.drop_collection(name)
+@router.delete(
+    COLLECTION,
+    status_code=204,
+    response_class=Response,
+    responses=responses(E.collection_not_found),
+)
+def delete_collection(name: str, caller: CallerDep) -> Response:
+    """Drops the collection's vectors and records (originals other collections share stay)."""
+    caller.vectors.drop_collection(name)
     return Response(status_code=204)
 
 
-@router.get("/{name}/assets/{asset_id}")
-def read_asset(name: str, asset_id: str, vectors: VectorsDep) -> dict[str, Any]:
-    record = _asset(vectors, name, asset_id)
-    body = record.model_dump(exclude={"vector", "content_key"})
-    body["content_url"] = f"/v1/collections/{name}/assets/{asset_id}/content"
-    return body
-
-
-@router.get("/{name}/assets/{asset_id}/content", responses={200: {"content": {"image/*": {}}}})
-def asset_content(name: str, asset_id: str, state: StateDep, vectors: VectorsDep) -> Response:
-    record = _asset(vectors, name, asset_id)
-    try:
-        data = state.blobs.get(record.content_key)
-    except BlobNotFound as exc:
-        raise ApiError(404, "content_not_found", f"the bytes of {asset_id} are gone") from exc
-    # Content-addressed: the bytes behind an asset id never change.
-    return Response(
-        data,
-        media_type=record.mime_type,
-        headers={"Cache-Control": "private, max-age=31536000, immutable"},
+@router.get(
+    ASSETS,
+    response_model=Page[Asset],
+    responses=responses(E.collection_not_found),
+)
+def list_assets(
+    name: str,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=contract.ASSET_ID_RE.pattern, description="from a previous page")
+    ] = None,
+) -> Page[Asset]:
+    """A page of the collection's assets in asset-id order, which assets added meanwhile do
+    not shift (ids are content hashes, so the order says nothing of age)."""
+    if caller.vectors.find_collection(name) is None:
+        raise NotFound(E.collection_not_found, f"no collection {name}")
+    records = caller.vectors.list_assets(name, limit + 1, cursor)
+    page = records[:limit]
+    return Page[Asset](
+        data=[record.public(name) for record in page],
+        next_cursor=page[-1].asset_id if len(records) > limit else None,
     )
+
+
+@router.get(
+    ASSET, response_model=Asset, responses=responses(E.collection_not_found, E.asset_not_found)
+)
+def read_asset(name: str, asset_id: str, caller: CallerDep) -> Asset:
+    return _asset(caller.vectors, name, asset_id).public(name)
+
+
+@router.get(
+    ASSET + "/content",
+    response_class=Response,
+    responses={
+        200: IMAGE_BYTES,
+        **responses(E.collection_not_found, E.asset_not_found, E.content_not_found),
+    },
+)
+def asset_content(name: str, asset_id: str, caller: CallerDep) -> Response:
+    """The original bytes, as they were embedded."""
+    record = _asset(caller.vectors, name, asset_id)
+    try:
+        data = caller.state.blobs.get(record.content_key)
+    except BlobNotFound as exc:
+        raise NotFound(E.content_not_found, f"the bytes of {asset_id} are gone") from exc
+    return Response(data, media_type=record.mime_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    ASSET + "/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/webp": {}}, "description": "a downscaled WebP"},
+        304: {"description": "the thumbnail the client holds (If-None-Match) is current"},
+        **responses(E.collection_not_found, E.asset_not_found, E.content_not_found),
+    },
+)
+def asset_thumbnail(
+    name: str,
+    asset_id: str,
+    caller: CallerDep,
+    size: Annotated[
+        contract.ThumbnailSize, Query(description="longest side")
+    ] = contract.DEFAULT_THUMBNAIL_SIZE,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A WebP of the asset at most `size` pixels on its longest side, made once and kept in
+    the blob store."""
+    state = caller.state
+    record = _asset(caller.vectors, name, asset_id)
+    etag = f'"{asset_id[:32]}-{size}"'
+    headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
+    if if_none_match is not None and etag in if_none_match:
+        return Response(status_code=304, headers=headers)
+    key = thumbnail_key(asset_id, size)
+    try:
+        data = state.blobs.get(key)
+    except BlobNotFound:
+        try:
+            original = state.blobs.get(record.content_key)
+        except BlobNotFound as exc:
+            raise NotFound(E.content_not_found, f"the bytes of {asset_id} are gone") from exc
+        data = thumbnail(original, size, state.settings.max_image_pixels)
+        state.blobs.put(key, data)
+    return Response(data, media_type="image/webp", headers=headers)

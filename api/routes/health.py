@@ -2,47 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import StateDep
+from shared.contract import Readiness
 from shared.tasks import QUEUES
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: see which part"}},
+)
 def readyz(state: StateDep) -> JSONResponse:
-    checks: dict[str, Any] = {}
+    """Ready when Redis and Milvus answer and every queue has a live, consuming worker."""
     try:
         state.redis.ping()
-        checks["redis"] = "ok"
+        redis_status = "ok"
         live = state.heartbeat.live_queues()
-        checks["queues"] = {q: live.get(q, []) for q in QUEUES}
+        queues = {q: live.get(q, []) for q in QUEUES}
     except Exception as exc:  # any failure is a readiness answer, not a 500
-        checks["redis"] = f"error: {exc}"
-        checks["queues"] = {}
+        redis_status, queues = f"error: {exc}", {}
     try:
         state.vectors.ping()
-        checks["milvus"] = "ok"
+        milvus_status = "ok"
     except Exception as exc:
-        checks["milvus"] = f"error: {exc}"
-    ready = (
-        checks["redis"] == "ok"
-        and checks["milvus"] == "ok"
-        and all(checks["queues"].get(q) for q in QUEUES)
-    )
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        milvus_status = f"error: {exc}"
+    ready = redis_status == milvus_status == "ok" and all(queues.get(q) for q in QUEUES)
+    body = Readiness(ready=ready, redis=redis_status, milvus=milvus_status, queues=queues)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,38 +1,86 @@
-"""Submit, poll, list, cancel and follow jobs."""
+"""Submit, poll, list, cancel and follow jobs.
+
+Submits never block the event loop: they validate and check on it (pydantic, rules, what this
+process read of a collection lately), write the job with the asyncio Redis client, and send
+any other Milvus, Redis or disk call to the thread pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobDep, StateDep, TenantDep, VectorsDep
-from api.errors import ApiError
+from api.deps import Caller, CallerDep, JobDep, StateDep
+from api.errors import responses
 from api.metrics import JOBS_SUBMITTED
 from api.state import AppState
+from shared import contract
 from shared.blobs import BlobNotFound, generated_key
-from shared.jobs import Job, JobKind, JobState
-from shared.schemas import EmbedRequest, GenerateRequest, JobList, SearchRequest
-from shared.sources import SourceRejected, resolve_library_path
+from shared.contract import (
+    EmbedRequest,
+    ErrorCode,
+    GenerateRequest,
+    Job,
+    JobKind,
+    JobState,
+    JobSummary,
+    Page,
+    SearchRequest,
+)
+from shared.errors import CodedError, NotFound
+from shared.rules import check_item_count, check_text
+from shared.sources import resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH
-from shared.vectors import CollectionInfo, CollectionNotFound, TenantVectors
+from shared.vectors import TenantVectors
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(tags=["jobs"])
+E = ErrorCode
 
-WaitQuery = Annotated[float | None, Query(ge=0, le=30, description="hold up to S seconds")]
-IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+WaitQuery = Annotated[
+    float | None,
+    Query(ge=0, le=contract.MAX_WAIT_S, description="hold the answer up to S seconds"),
+]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, description="one job per key"),
+]
+FINISHED_IN_TIME: dict[int | str, dict[str, Any]] = {
+    200: {"model": Job, "description": "the job finished within `wait`"}
+}
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    return job.model_dump(mode="json")
+# ── submitting ──────────────────────────────────────────────────────────────────────────────
+
+
+async def enqueue(
+    caller: Caller, kind: JobKind, task: str, body: BaseModel, idempotency_key: str | None
+) -> Job:
+    """Writes the job record and its first task in one step (once per idempotency key)."""
+    request = body.model_dump(mode="json", exclude_none=True)
+    queue = caller.state.queue
+    job, created = await caller.state.jobs.acreate(
+        kind, request, caller.tenant, idempotency_key, lambda job_id: queue.message(task, job_id)
+    )
+    if created:
+        JOBS_SUBMITTED.labels(kind=kind.value).inc()
+    return job
+
+
+def job_response(job: Job, status: int = 200) -> Response:
+    # pydantic's own serializer, several times faster than model_dump + json.dumps
+    return Response(job.model_dump_json(), status_code=status, media_type="application/json")
+
+
+async def answer(state: AppState, job: Job, wait: float | None) -> Response:
+    job = await wait_for(state, job, wait)
+    return job_response(job, 200 if job.finished else 202)
 
 
 async def wait_for(state: AppState, job: Job, wait: float | None) -> Job:
@@ -51,201 +99,232 @@ async def wait_for(state: AppState, job: Job, wait: float | None) -> Job:
             await state.events.changed(changed, remaining)
 
 
-async def submit(
-    state: AppState,
-    kind: JobKind,
-    task: str,
-    body: BaseModel,
-    tenant: str | None,
-    idempotency_key: str | None,
-    wait: float | None,
-) -> JSONResponse:
-    request = body.model_dump(mode="json", exclude_none=True)
-    job = _reuse(state, tenant, idempotency_key, request)
-    if job is None:
-        job = state.jobs.create(kind, request, tenant)
-        _remember(state, tenant, idempotency_key, request, job.id)
-        state.queue.send(task, job.id)
-        JOBS_SUBMITTED.labels(kind=kind.value).inc()
-    job = await wait_for(state, job, wait)
-    return JSONResponse(job_json(job), status_code=200 if job.finished else 202)
+async def find_collection(caller: Caller, name: str) -> contract.CollectionInfo | None:
+    """From what this process read lately, else from Milvus in the thread pool."""
+    info = caller.vectors.cached_collection(name)
+    if info is None:
+        info = await run_in_threadpool(caller.vectors.find_collection, name)
+    return info
 
 
-def _idempotency_key(tenant: str | None, key: str) -> str:
-    digest = hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
-    return f"assetrag:idempotency:{digest}"
+async def require_collection(caller: Caller, name: str) -> None:
+    if await find_collection(caller, name) is None:
+        raise NotFound(E.collection_not_found, f"no collection {name}")
 
 
-def _body_hash(request: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-
-
-def _reuse(
-    state: AppState, tenant: str | None, key: str | None, request: dict[str, Any]
-) -> Job | None:
-    if not key:
-        return None
-    raw = state.redis.get(_idempotency_key(tenant, key))
-    if raw is None:
-        return None
-    record = json.loads(raw)
-    if record["body"] != _body_hash(request):
-        raise ApiError(
-            422, "idempotency_key_reused", "this Idempotency-Key was used with another body"
-        )
-    return state.jobs.get(record["job_id"])
-
-
-def _remember(
-    state: AppState, tenant: str | None, key: str | None, request: dict[str, Any], job_id: str
-) -> None:
-    if key:
-        record = json.dumps({"job_id": job_id, "body": _body_hash(request)})
-        state.redis.set(_idempotency_key(tenant, key), record, ex=state.settings.job_ttl_s)
-
-
-def _find_collection(vectors: TenantVectors, name: str) -> CollectionInfo | None:
-    try:
-        return vectors.get_collection(name, with_count=False)
-    except CollectionNotFound:
-        return None
-
-
-def _require_collection(vectors: TenantVectors, name: str) -> None:
-    if _find_collection(vectors, name) is None:
-        raise ApiError(404, "collection_not_found", f"no collection {name}")
-
-
-def _check_text(text: str, limit: int, what: str) -> None:
-    if len(text) > limit:
-        raise ApiError(
-            422, f"{what}_too_long", f"the {what} is {len(text)} characters; the limit is {limit}"
-        )
-
-
-def _check_assets(vectors: TenantVectors, collection: str, asset_ids: list[str]) -> None:
-    found = vectors.get_vectors(collection, asset_ids) if asset_ids else {}
+def require_assets(vectors: TenantVectors, collection: str, asset_ids: list[str]) -> None:
+    found = vectors.get_vectors(collection, asset_ids)
     missing = [a for a in asset_ids if a not in found]
     if missing:
-        raise ApiError(404, "asset_not_found", f"not in {collection}: {', '.join(missing)}")
+        raise NotFound(E.asset_not_found, f"not in {collection}: {', '.join(missing)}")
 
 
-def _check_uploads(state: AppState, upload_ids: list[str], tenant: str | None) -> None:
-    missing = state.uploads.missing(upload_ids, tenant)
+def require_keyword_search(vectors: TenantVectors, collection: str) -> None:
+    """Asks Milvus again before refusing: a re-index may have just added keyword search."""
+    vectors.forget(collection)
+    info = vectors.find_collection(collection)
+    if info is not None and not info.keyword_search:
+        raise vectors.keyword_unavailable(collection)
+
+
+def require_uploads(caller: Caller, upload_ids: list[str]) -> None:
+    missing = caller.state.uploads.missing(upload_ids, caller.tenant)
     if missing:
-        raise ApiError(404, "upload_not_found", f"no such upload: {', '.join(missing)}")
+        raise NotFound(E.upload_not_found, f"no such upload: {', '.join(missing)}")
 
 
-@router.post("/embed", status_code=202, response_model=Job)
-async def submit_embed(
-    body: EmbedRequest,
-    state: StateDep,
-    tenant: TenantDep,
-    vectors: VectorsDep,
-    idempotency_key: IdempotencyHeader = None,
-    wait: WaitQuery = None,
-) -> JSONResponse:
-    settings = state.settings
-    if len(body.items) > settings.max_items_per_job:
-        raise ApiError(
-            413,
-            "too_many_items",
-            f"{len(body.items)} items; the limit is {settings.max_items_per_job}",
-        )
+# What a submit checks runs on the event loop where it is computation or a recent read, and
+# in the thread pool where it must ask Milvus, Redis or the disk.
+
+
+async def accept_embed(caller: Caller, body: EmbedRequest, idempotency_key: str | None) -> Job:
+    settings = caller.state.settings
+    check_item_count(len(body.items), settings.max_items_per_job)
     if body.directory is not None:
-        try:
-            resolve_library_path(body.directory.path, settings.library_roots)
-        except SourceRejected as exc:
-            raise ApiError(422, exc.code, exc.message) from exc
-    existing = _find_collection(vectors, body.collection)
-    if existing is not None and existing.model != settings.clip_model:
-        raise ApiError(
-            409,
-            "model_mismatch",
-            f"collection {body.collection} holds {existing.model} embeddings; "
-            f"this service runs {settings.clip_model}",
-        )
-    return await submit(state, JobKind.embed, PLAN_EMBED, body, tenant, idempotency_key, wait)
+        await run_in_threadpool(resolve_library_path, body.directory.path, settings.library_roots)
+    return await enqueue(caller, JobKind.embed, PLAN_EMBED, body, idempotency_key)
 
 
-@router.post("/search", status_code=202, response_model=Job)
-async def submit_search(
-    body: SearchRequest,
-    state: StateDep,
-    tenant: TenantDep,
-    vectors: VectorsDep,
-    idempotency_key: IdempotencyHeader = None,
-    wait: WaitQuery = None,
-) -> JSONResponse:
-    _require_collection(vectors, body.collection)
+async def accept_search(caller: Caller, body: SearchRequest, idempotency_key: str | None) -> Job:
     for query in body.queries:
-        if query.text is not None:
-            _check_text(query.text, state.settings.max_query_chars, "query")
-    _check_uploads(state, [q.upload_id for q in body.queries if q.upload_id], tenant)
-    _check_assets(vectors, body.collection, [q.asset_id for q in body.queries if q.asset_id])
-    return await submit(state, JobKind.search, RUN_SEARCH, body, tenant, idempotency_key, wait)
+        check_text(query.text, caller.state.settings.max_query_chars, E.query_too_long, "query")
+    info = await find_collection(caller, body.collection)
+    if info is None:
+        raise NotFound(E.collection_not_found, f"no collection {body.collection}")
+    if any("keyword" in q.finders for q in body.queries) and not info.keyword_search:
+        await run_in_threadpool(require_keyword_search, caller.vectors, body.collection)
+    if upload_ids := [q.upload_id for q in body.queries if q.upload_id]:
+        await run_in_threadpool(require_uploads, caller, upload_ids)
+    if asset_ids := [q.asset_id for q in body.queries if q.asset_id]:
+        await run_in_threadpool(require_assets, caller.vectors, body.collection, asset_ids)
+    return await enqueue(caller, JobKind.search, RUN_SEARCH, body, idempotency_key)
 
 
-@router.post("/generate", status_code=202, response_model=Job)
-async def submit_generate(
-    body: GenerateRequest,
-    state: StateDep,
-    tenant: TenantDep,
-    vectors: VectorsDep,
-    idempotency_key: IdempotencyHeader = None,
-    wait: WaitQuery = None,
-) -> JSONResponse:
-    if not state.settings.gemini_api_key:
-        raise ApiError(
-            503,
-            "generator_not_configured",
+async def accept_generate(
+    caller: Caller, body: GenerateRequest, idempotency_key: str | None
+) -> Job:
+    settings = caller.state.settings
+    if not settings.gemini_api_key:
+        raise CodedError(
+            E.generator_not_configured,
             "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)",
         )
-    _check_text(body.prompt, state.settings.max_prompt_chars, "prompt")
-    if body.references is not None or body.save_to_collection:
-        _require_collection(vectors, body.collection)
-    if body.references is not None and body.references.asset_ids:
-        _check_assets(vectors, body.collection, body.references.asset_ids)
-    if body.references is not None and body.references.query:
-        _check_text(body.references.query, state.settings.max_query_chars, "query")
-    return await submit(state, JobKind.generate, RUN_GENERATE, body, tenant, idempotency_key, wait)
+    check_text(body.prompt, settings.max_prompt_chars, E.prompt_too_long, "prompt")
+    references = body.references
+    if references is not None:
+        check_text(references.query, settings.max_query_chars, E.query_too_long, "query")
+    if references is not None or body.save_to_collection:
+        await require_collection(caller, body.collection)
+    if references is not None and references.asset_ids:
+        await run_in_threadpool(
+            require_assets, caller.vectors, body.collection, references.asset_ids
+        )
+    return await enqueue(caller, JobKind.generate, RUN_GENERATE, body, idempotency_key)
 
 
-@router.get("/{job_id}", response_model=Job)
-async def read_job(job: JobDep, state: StateDep, wait: WaitQuery = None) -> dict[str, Any]:
-    return job_json(await wait_for(state, job, wait))
+@router.post(
+    contract.submit_path(JobKind.embed),
+    status_code=202,
+    response_model=Job,
+    responses={
+        **FINISHED_IN_TIME,
+        **responses(
+            E.too_many_items,
+            E.paths_disabled,
+            E.path_outside_roots,
+            E.file_not_found,
+            E.idempotency_key_reused,
+            E.malformed_json,
+        ),
+    },
+)
+async def submit_embed(
+    body: EmbedRequest,
+    caller: CallerDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
+) -> Response:
+    """Embed uploads, library paths, URLs and/or a library folder into a collection (made on
+    first use)."""
+    job = await accept_embed(caller, body, idempotency_key)
+    return await answer(caller.state, job, wait)
 
 
-@router.get("", response_model=JobList)
+@router.post(
+    contract.submit_path(JobKind.search),
+    status_code=202,
+    response_model=Job,
+    responses={
+        **FINISHED_IN_TIME,
+        **responses(
+            E.query_too_long,
+            E.collection_not_found,
+            E.keyword_search_unavailable,
+            E.upload_not_found,
+            E.asset_not_found,
+            E.idempotency_key_reused,
+            E.malformed_json,
+        ),
+    },
+)
+async def submit_search(
+    body: SearchRequest,
+    caller: CallerDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
+) -> Response:
+    """Search a collection by text, an uploaded image or a stored asset; one hit list per
+    query, best first."""
+    job = await accept_search(caller, body, idempotency_key)
+    return await answer(caller.state, job, wait)
+
+
+@router.post(
+    contract.submit_path(JobKind.generate),
+    status_code=202,
+    response_model=Job,
+    responses={
+        **FINISHED_IN_TIME,
+        **responses(
+            E.generator_not_configured,
+            E.prompt_too_long,
+            E.query_too_long,
+            E.collection_not_found,
+            E.asset_not_found,
+            E.idempotency_key_reused,
+            E.malformed_json,
+        ),
+    },
+)
+async def submit_generate(
+    body: GenerateRequest,
+    caller: CallerDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
+) -> Response:
+    """Generate images with Gemini from a prompt and reference assets (named, or the hits of
+    a text query)."""
+    job = await accept_generate(caller, body, idempotency_key)
+    return await answer(caller.state, job, wait)
+
+
+# ── reading and following ───────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    contract.JOBS_PATH + "/{job_id}",
+    response_model=Job,
+    responses=responses(E.job_not_found),
+)
+async def read_job(job: JobDep, state: StateDep, wait: WaitQuery = None) -> Response:
+    """The job in full; `wait` holds the answer until it finishes."""
+    return job_response(await wait_for(state, job, wait))
+
+
+@router.get(
+    contract.JOBS_PATH,
+    response_model=Page[JobSummary],
+    responses=responses(),
+)
 def list_jobs(
-    state: StateDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     kind: JobKind | None = None,
     job_state: Annotated[JobState | None, Query(alias="state")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    try:
-        after = float(cursor) if cursor else None
-    except ValueError as exc:
-        raise ApiError(422, "invalid_cursor", "cursor must come from a previous page") from exc
-    jobs, next_cursor = state.jobs.list_jobs(kind, job_state, limit, after, tenant)
-    return {
-        "data": [job_json(j) for j in jobs],
-        "count": len(jobs),
-        "next_cursor": None if next_cursor is None else repr(next_cursor),
-    }
+    cursor: Annotated[
+        str | None, Query(pattern=contract.CURSOR_PATTERN, description="from a previous page")
+    ] = None,
+) -> Page[JobSummary]:
+    """Newest first, as summaries (no results or item errors: read a job for those)."""
+    after = float(cursor) if cursor else None
+    jobs, next_cursor = caller.state.jobs.list_jobs(caller.tenant, kind, job_state, limit, after)
+    return Page[JobSummary](
+        data=jobs, next_cursor=None if next_cursor is None else repr(next_cursor)
+    )
 
 
-@router.post("/{job_id}/cancel", response_model=Job)
-def cancel_job(job: JobDep, state: StateDep) -> dict[str, Any]:
-    if not state.jobs.cancel(job.id):
+@router.post(
+    contract.JOBS_PATH + "/{job_id}/cancel",
+    response_model=Job,
+    responses=responses(E.job_not_found, E.job_finished),
+)
+def cancel_job(job: JobDep, state: StateDep) -> Job:
+    """Drops work not yet started at once; work already running finishes, and what it stored
+    stays. The job is `cancelling` until then, then `cancelled` with its final counts."""
+    if state.jobs.cancel(job.id) is None:
         fresh = state.jobs.get(job.id) or job
-        raise ApiError(409, "job_finished", f"job {job.id} already {fresh.state.value}")
-    return job_json(state.jobs.get(job.id) or job)
+        raise CodedError(E.job_finished, f"job {job.id} already {fresh.state.value}")
+    return state.jobs.get(job.id) or job
 
 
-@router.get("/{job_id}/events")
+@router.get(
+    contract.JOBS_PATH + "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "progress events"},
+        **responses(E.job_not_found),
+    },
+)
 async def job_events(job: JobDep, state: StateDep) -> StreamingResponse:
     """Server-sent events: one `progress` event per change, then `done` with the final job."""
     return StreamingResponse(
@@ -262,7 +341,7 @@ async def _event_stream(state: AppState, job_id: str) -> AsyncIterator[str]:
             job = await run_in_threadpool(state.jobs.get, job_id)
             if job is None:
                 return
-            payload = json.dumps(job_json(job))
+            payload = job.model_dump_json()
             if job.finished:
                 yield f"event: done\ndata: {payload}\n\n"
                 return
@@ -275,16 +354,24 @@ async def _event_stream(state: AppState, job_id: str) -> AsyncIterator[str]:
                 return
 
 
-@router.get("/{job_id}/images/{number}", responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    contract.JOBS_PATH + "/{job_id}/images/{number}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/*": {}}, "description": "a generated image's bytes"},
+        **responses(E.job_not_found, E.image_not_found),
+    },
+)
 def generated_image(job: JobDep, number: int, state: StateDep) -> Response:
-    images = (job.result or {}).get("images", [])
+    images = job.result.images if isinstance(job.result, contract.GenerateResult) else []
     if not 0 <= number < len(images):
-        raise ApiError(404, "image_not_found", f"job {job.id} has no image {number}")
-    image = images[number]
+        raise NotFound(E.image_not_found, f"job {job.id} has no image {number}")
     try:
         data = state.blobs.get(generated_key(job.id, number))
     except BlobNotFound as exc:
-        raise ApiError(404, "image_not_found", f"job {job.id} image {number} is gone") from exc
+        raise NotFound(E.image_not_found, f"job {job.id} image {number} is gone") from exc
     return Response(
-        data, media_type=image["mime_type"], headers={"Cache-Control": "private, max-age=86400"}
+        data,
+        media_type=images[number].mime_type,
+        headers={"Cache-Control": "private, max-age=86400"},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,7 @@ def test_overlong_query_is_refused(api: TestClient, settings: Settings) -> None:
 
 def test_server_paths_outside_roots_are_refused_at_submit(api: TestClient) -> None:
     response = api.post("/v1/jobs/embed", json={"collection": "c", "directory": {"path": "/etc"}})
-    assert response.status_code == 422 and error_code(response) == "path_outside_roots"
+    assert response.status_code == 403 and error_code(response) == "path_outside_roots"
 
 
 def test_generate_without_a_key_is_refused(settings: Settings) -> None:
@@ -201,15 +202,15 @@ def test_health_readiness_metrics_and_docs(api: TestClient) -> None:
     assert api.get("/").status_code == 200
 
 
-def test_embedding_into_a_collection_of_another_model_is_refused(
+def test_embedding_into_a_collection_of_another_model_is_taken(
     api: TestClient, settings: Settings
 ) -> None:
+    # The workers encode with the collection's own model, whatever the default is.
     from shared.vectors import VectorStore
 
-    VectorStore(settings.resolved_milvus_uri).ensure_collection("other", 512, "ViT-L/14")
+    VectorStore(settings.resolved_milvus_uri).ensure_collection("other", 768, "ViT-L/14")
     body = {"collection": "other", "items": [{"upload_id": "x" * 24}]}
-    response = api.post("/v1/jobs/embed", json=body)
-    assert response.status_code == 409 and error_code(response) == "model_mismatch"
+    assert api.post("/v1/jobs/embed", json=body).status_code == 202
 
 
 def test_collection_lifecycle(api: TestClient, settings: Settings) -> None:
@@ -286,3 +287,52 @@ def test_the_api_starts_and_answers_while_milvus_is_down(settings: Settings) -> 
         assert ready.status_code == 503 and ready.json()["milvus"].startswith("error")
         listed = client.get("/v1/collections")
         assert listed.status_code == 503 and error_code(listed) == "vector_store_unavailable"
+
+
+def test_a_slow_milvus_call_does_not_hold_up_other_requests(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Submits do their blocking work off the event loop: while one waits on Milvus, the
+    API answers others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.vectors import TenantVectors
+
+    def slow_find(self: TenantVectors, name: str) -> None:
+        time.sleep(1.5)
+        return None
+
+    monkeypatch.setattr(TenantVectors, "find_collection", slow_find)
+    body = {"collection": "slow", "queries": [{"text": "x"}]}
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(api.post, "/v1/jobs/search", json=body)
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert api.get("/healthz").status_code == 200
+        quick = time.monotonic() - started
+        assert slow.result().status_code == 404
+    assert quick < 0.5, f"/healthz waited {quick:.2f}s behind a blocked submit"
+
+
+def test_rate_limits_are_per_key_and_shared_by_api_processes(settings: Settings) -> None:
+    from api.main import create_app
+
+    limited = settings.model_copy(
+        update={
+            "api_keys": ["k-a:alpha", "k-b:beta"],
+            "rate_limit_per_s": 1.0,
+            "rate_limit_burst": 2,
+        }
+    )
+    alpha = {"Authorization": "Bearer k-a"}
+    beta = {"Authorization": "Bearer k-b"}
+    with TestClient(create_app(limited)) as one, TestClient(create_app(limited)) as two:
+        assert one.get("/v1/jobs", headers=alpha).status_code == 200
+        assert two.get("/v1/jobs", headers=alpha).status_code == 200  # the burst of 2, shared
+        refused = one.get("/v1/jobs", headers=alpha)
+        assert refused.status_code == 429 and error_code(refused) == "rate_limited"
+        assert refused.headers["Retry-After"] == "1"
+        assert two.get("/v1/jobs", headers=beta).status_code == 200, "another key has its own"
+        assert one.get("/healthz").status_code == 200, "health is never limited"
+        time.sleep(1.1)
+        assert two.get("/v1/jobs", headers=alpha).status_code == 200

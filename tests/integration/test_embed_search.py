@@ -115,7 +115,7 @@ def test_directory_job_with_bad_files_and_duplicates(stack: RunningStack) -> Non
     assert collection["count"] == 30  # the copy is stored once
 
 
-def test_progress_events_and_cancel(stack: RunningStack) -> None:
+def test_progress_events_and_an_honest_cancel(stack: RunningStack) -> None:
     folder = stack.library / "big"
     write_images(folder, 400, start=1000)
     response = stack.client.post(
@@ -130,13 +130,16 @@ def test_progress_events_and_cancel(stack: RunningStack) -> None:
                 if events[-1]["progress"]["succeeded"] >= 32:
                     break
     assert events and events[-1]["state"] == "running"
-    cancelled = stack.client.post(f"/v1/jobs/{job_id}/cancel").json()
-    assert cancelled["state"] == "cancelled"
-    time.sleep(3)  # a batch already running may finish; nothing after it
-    count = stack.client.get("/v1/collections/cancelme").json()["count"]
+    cancelling = stack.client.post(f"/v1/jobs/{job_id}/cancel").json()
+    # a batch that had started finishes (the job says `cancelling` meanwhile); none starts after
+    assert cancelling["state"] in ("cancelling", "cancelled")
+    final = stack.wait_job(job_id, timeout_s=60)
+    assert final["state"] == "cancelled" and final["finished_at"] is not None
+    stored = stack.client.get("/v1/collections/cancelme").json()["count"]
+    assert stored == final["progress"]["succeeded"] < 400, "the final counts are what was stored"
     time.sleep(3)
-    assert stack.client.get("/v1/collections/cancelme").json()["count"] == count
-    assert count < 400
+    assert stack.client.get(f"/v1/jobs/{job_id}").json() == final, "a terminal job never changes"
+    assert stack.client.get("/v1/collections/cancelme").json()["count"] == stored
     again = stack.client.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409
 

@@ -43,7 +43,7 @@ def generate(stack: RunningStack, **body: Any) -> dict[str, Any]:
 def test_generation_with_named_references_and_image_config(
     stack: RunningStack, references: list[str], fake_gemini: Any
 ) -> None:
-    prompt = "a poster of the red shawl, studio light"
+    prompt = stack.tag("a poster of the red shawl, studio light")
     job = generate(
         stack,
         prompt=prompt,
@@ -72,7 +72,7 @@ def test_generation_with_named_references_and_image_config(
 def test_thought_parts_are_not_results(
     stack: RunningStack, references: list[str], fake_gemini: Any
 ) -> None:
-    prompt = "thoughtful variant"
+    prompt = stack.tag("thoughtful variant")
     job = generate(stack, prompt=prompt, references={"asset_ids": references[:1]})
     [request] = fake_gemini.requests_for(prompt)
     assert request.thought_image_sha256, "the fake sent a thought image"
@@ -87,7 +87,7 @@ def test_query_references_count_and_lineage(
 ) -> None:
     job = generate(
         stack,
-        prompt="a catalogue page [slow:1]",
+        prompt=stack.tag("a catalogue page [slow:1]"),
         references={"query": "red dress", "top_k": 3},
         count=3,
         save_to_collection=True,
@@ -97,7 +97,8 @@ def test_query_references_count_and_lineage(
     assert len(result["references"]) == 3 and set(result["references"]) <= set(references)
     assert job["progress"] == {"total": 3, "succeeded": 3, "failed": 0}
     assert len(result["images"]) == 3
-    arrivals = [r.received_at for r in fake_gemini.requests_for("a catalogue page")]
+    pages = fake_gemini.requests_for(stack.tag("a catalogue page [slow:1]"))
+    arrivals = [r.received_at for r in pages]
     assert max(arrivals) - min(arrivals) < 0.5, "the three calls ran side by side"
     for image in result["images"]:
         record = stack.client.get(f"/v1/collections/{COLLECTION}/assets/{image['asset_id']}").json()
@@ -115,10 +116,10 @@ def test_query_references_count_and_lineage(
 
 
 def test_retry_then_success(stack: RunningStack, fake_gemini: Any) -> None:
-    prompt = "busy upstream [fail:429x2] [retry-after:0.2]"
+    prompt = stack.tag("busy upstream [fail:429x2] [retry-after:0.2]")
     job = generate(stack, prompt=prompt)
     assert job["state"] == "completed", job
-    assert len(fake_gemini.requests_for("busy upstream")) == 3
+    assert len(fake_gemini.requests_for(prompt)) == 3
 
 
 @pytest.mark.parametrize(

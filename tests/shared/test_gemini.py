@@ -28,7 +28,6 @@ from tests.fake_gemini import FakeGemini, image_size_for
 
 MODEL = "gemini-3.1-flash-image"
 KEY = "test-key"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,16 +56,9 @@ def generator(fake: FakeGemini) -> GeminiGenerator:
 
 
 @pytest.fixture()
-def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis server on 127.0.0.1:6379")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def redis_db(redis_client: redis.Redis) -> redis.Redis:
+    """The suite's private Redis (a fresh database per test)."""
+    return redis_client
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 8), fmt: str = "PNG") -> bytes:
@@ -288,7 +280,7 @@ def test_no_key_is_not_configured():
     generator = GeminiGenerator(None, MODEL)
     assert not generator.configured
     error = expect_error(generator, "hello")
-    assert error.code == "not_configured"
+    assert error.code == "generator_not_configured"
     assert not GeminiGenerator("  ", MODEL).configured
 
 
@@ -332,7 +324,10 @@ def test_rpm_limiter_is_shared_across_instances(redis_db: redis.Redis):
     times: list[float] = []
 
     async def scenario() -> None:
-        async_client = redis.asyncio.Redis.from_url(REDIS_URL)
+        kwargs = redis_db.connection_pool.connection_kwargs
+        async_client = redis.asyncio.Redis(
+            host=kwargs["host"], port=kwargs["port"], db=kwargs["db"]
+        )
         async_limiter = RpmLimiter(async_client, rpm, window_s=window, name=name)
 
         async def take(limiter: RpmLimiter) -> None:

@@ -182,14 +182,14 @@ def test_exif_orientation_is_applied() -> None:
     assert near(img.getpixel((27, 57)), BLUE)
 
 
-def test_sniff_reports_stored_size() -> None:
+def test_sniff_reports_the_upright_size() -> None:
     info = sniff_image(exif_rotated_jpeg(), LIMIT)
-    assert (info.width, info.height) == (60, 30)
+    assert (info.width, info.height) == (30, 60)
 
 
 def test_sniff_and_decode_in_one_pass() -> None:
     info, img = sniff_and_decode(exif_rotated_jpeg(), LIMIT, draft_size=8)
-    assert info == ImageInfo(format="JPEG", mime_type="image/jpeg", width=60, height=30)
+    assert info == ImageInfo(format="JPEG", mime_type="image/jpeg", width=30, height=60)
     assert img.mode == "RGB" and img.size == (15, 30)  # drafted at 1/2, then rotated
 
 
@@ -318,9 +318,9 @@ def test_downscale_refuses_like_decode() -> None:
     assert info.value.code == "not_an_image"
 
 
-def test_thumbnail_is_a_small_jpeg() -> None:
+def test_thumbnail_is_a_small_webp() -> None:
     img = Image.open(io.BytesIO(thumbnail(encode(photo(800, 400), "PNG"), 128)))
-    assert img.format == "JPEG" and img.size == (128, 64)
+    assert img.format == "WEBP" and img.size == (128, 64)
 
 
 def test_images_module_does_not_import_torch() -> None:

@@ -99,7 +99,7 @@ def test_redirects_are_rechecked_and_size_capped(local_server: str) -> None:
     assert fetch_url(f"{local_server}/ok", 1000, 5, allow_private=True) == b"x" * 10
     with pytest.raises(SourceRejected) as caught:
         fetch_url(f"{local_server}/big", 1000, 5, allow_private=True)
-    assert caught.value.code == "too_large"
+    assert caught.value.code == "file_too_large"
 
 
 def test_a_redirect_to_a_private_address_is_refused(

@@ -13,16 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
+from shared.errors import Conflict
 from shared.vectors import (
     AssetRecord,
     CollectionNotFound,
-    InvalidCollectionName,
-    ModelMismatch,
+    TenantVectors,
     VectorStore,
     VectorStoreUnavailable,
     build_filter,
 )
+from shared.write_marks import WriteMarks
 
 DIM = 16
 MODEL = "test-clip"
@@ -87,18 +89,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
     srv.stop()
 
 
-@pytest.fixture(params=["local", "server"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    # A fresh local dir per test; the server is shared, so tests use distinct names.
-    uri = (
-        str(tmp_path / "nested" / "milvus")
-        if request.param == "local"
-        else (request.getfixturevalue("server").uri)
-    )
-    vs = VectorStore(uri)
+@pytest.fixture(params=["local", "server", "milvus"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_client: redis.Redis
+) -> Iterator[VectorStore]:
+    """Milvus Lite in-process, Milvus Lite's gRPC server, and a real Milvus server."""
+    # A fresh local dir per test; the servers are shared, and emptied after each test.
+    if request.param == "local":
+        uri = str(tmp_path / "nested" / "milvus")
+    elif request.param == "server":
+        uri = request.getfixturevalue("server").uri
+    else:
+        uri = request.getfixturevalue("milvus_server").uri
+    vs = VectorStore(uri, WriteMarks(redis_client))  # as the service opens it
+    before = {info.name for info in vs.list_collections()}
     yield vs
-    for info in vs.list_collections():
-        vs.drop_collection(info.name)
+    for info in vs.list_collections():  # the servers are shared: only what this test made
+        if info.name not in before:
+            vs.drop_collection(info.name)
     vs.close()
 
 
@@ -145,12 +153,46 @@ def test_create_describe_list_drop(store: VectorStore) -> None:
         store.drop_collection("cats")
 
 
+def test_a_dropped_collection_is_not_answered_from_the_cache(store: VectorStore) -> None:
+    store.ensure_collection("cached", DIM, MODEL)
+    assert store.get_collection("cached", with_count=False).dimension == DIM
+    store.drop_collection("cached")
+    with pytest.raises(CollectionNotFound):
+        store.get_collection("cached", with_count=False)
+
+
+def test_reads_load_a_collection_a_restart_left_released(store: VectorStore) -> None:
+    store.ensure_collection("released", DIM, MODEL)
+    vecs = unit(np.random.default_rng(3), 4)
+    store.upsert("released", records(vecs))
+    store._client.release_collection("released")  # what a server restart leaves
+    assert store.get_asset("released", "a1") is not None
+    store._client.release_collection("released")
+    assert store.search("released", vecs[:1], 2)[0][0].asset_id == "a0"
+    store._client.release_collection("released")
+    assert set(store.get_vectors("released", ["a2"])) == {"a2"}
+
+
+def test_a_write_is_read_at_once_by_another_process(store: VectorStore) -> None:
+    """Read-your-writes across clients: on a Milvus server through the write marks."""
+    writer, reader = VectorStore(store.uri, store.marks), VectorStore(store.uri, store.marks)
+    writer.ensure_collection("fresh", DIM, MODEL)
+    vecs = unit(np.random.default_rng(11), 6)
+    for i in range(3):  # each row read back by the other client right after its write
+        writer.upsert("fresh", records(vecs[i : i + 1], prefix=f"r{i}-"))
+        assert reader.get_asset("fresh", f"r{i}-0") is not None
+        assert reader.search("fresh", vecs[i : i + 1], 1)[0][0].asset_id == f"r{i}-0"
+    assert reader.count("fresh") == 3
+    writer.close()
+    reader.close()
+
+
 def test_model_mismatch(store: VectorStore) -> None:
     store.ensure_collection("mm", DIM, MODEL)
-    with pytest.raises(ModelMismatch):
-        store.ensure_collection("mm", DIM, "other-model")
-    with pytest.raises(ModelMismatch):
-        store.ensure_collection("mm", DIM * 2, MODEL)
+    for model, dimension in [("other-model", DIM), (MODEL, DIM * 2)]:
+        with pytest.raises(Conflict) as refused:
+            store.ensure_collection("mm", dimension, model)
+        assert refused.value.code == "model_mismatch"
 
 
 def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
@@ -162,11 +204,12 @@ def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
         store.search("missing", [[0.1] * DIM], 3)
     with pytest.raises(CollectionNotFound):
         store.upsert("missing", records(unit(np.random.default_rng(0), 1)))
-    for bad in ["", "1abc", "a-b", "a b", "x" * 256, "_a", "a;drop"]:
-        with pytest.raises(InvalidCollectionName):
-            store.ensure_collection(bad, DIM, MODEL)
-        with pytest.raises(InvalidCollectionName):
-            store.get_collection(bad)
+    scope = TenantVectors(store, None)
+    for bad in ["", "1abc", "a-b", "a b", "x" * 65, "_a", "a;drop"]:
+        with pytest.raises(CollectionNotFound):
+            scope.ensure_collection(bad, DIM, MODEL)
+        with pytest.raises(CollectionNotFound):
+            scope.get_collection(bad)
 
 
 def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:
@@ -184,6 +227,28 @@ def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:
     assert store.get_asset("up", "nope") is None
     got = store.get_vectors("up", ["a1", "a2", "nope"])
     assert set(got) == {"a1", "a2"} and np.allclose(got["a2"], vecs[2], atol=1e-6)
+
+
+def test_assets_page_in_id_order_while_rows_are_added(store: VectorStore) -> None:
+    store.ensure_collection("pages", DIM, MODEL)
+    rows = records(unit(np.random.default_rng(7), 23), "p")
+    store.upsert("pages", rows[:10])
+    store.upsert("pages", rows[10:20])  # two segments: storage order is not id order
+    first = store.list_assets("pages", 5)
+    assert [r.asset_id for r in first] == sorted(r.asset_id for r in rows[:20])[:5]
+    assert first[0].vector is None
+    expected = next(r for r in rows if r.asset_id == first[0].asset_id)
+    assert first[0].model_dump() == expected.model_dump(exclude={"vector"}) | {"vector": None}
+    store.upsert("pages", rows[20:])  # written between two pages
+    seen, after = [r.asset_id for r in first], first[-1].asset_id
+    while page := store.list_assets("pages", 5, after):
+        seen += [r.asset_id for r in page]
+        after = page[-1].asset_id
+    later = sorted(r.asset_id for r in rows[20:] if r.asset_id > first[-1].asset_id)
+    assert seen == sorted(set(seen)) and set(later) <= set(seen)
+    assert len(seen) == 5 + len([r for r in rows if r.asset_id > first[-1].asset_id])
+    with pytest.raises(CollectionNotFound):
+        store.list_assets("missing", 5)
 
 
 def test_search_finds_itself_sorted_topk_batched(store: VectorStore) -> None:

@@ -8,34 +8,27 @@ from typing import Any
 
 import pytest
 
-from shared.jobs import JobKind, JobState
+from shared import keys
+from shared.contract import JobKind, JobState, SearchResult
 from shared.settings import Settings
-from shared.sources import Upload
-from shared.tasks import EMBED_BATCH
+from shared.sources import StoredUpload
+from shared.tasks import EMBED_BATCH, PLAN_EMBED
+from tests.inline import run_queued, submit, take
 from tests.utils import make_image, serve_http, write_images
 from workers.context import WorkerContext, build_context
 from workers.embed import embed_batch, plan_embed
 from workers.search import run_search
 
 
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[Any, ...]]] = []
-
-    def send(self, name: str, *args: Any) -> None:
-        self.sent.append((name, args))
-
-
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[WorkerContext]:
     context = build_context(settings)
-    context.queue = RecordingQueue()  # type: ignore[assignment]
     yield context
     context.vectors.close()
 
 
 def add_upload(ctx: WorkerContext, data: bytes, name: str, tenant: str | None = None) -> str:
-    upload = Upload(
+    upload = StoredUpload(
         upload_id=f"upload-{name}-0000000000",
         filename=name,
         bytes=len(data),
@@ -47,13 +40,12 @@ def add_upload(ctx: WorkerContext, data: bytes, name: str, tenant: str | None = 
     return upload.upload_id
 
 
-def run_embed(ctx: WorkerContext, request: dict[str, Any]) -> str:
-    job = ctx.jobs.create(JobKind.embed, request)
-    plan_embed(ctx, job.id)
-    for name, args in list(ctx.queue.sent):  # type: ignore[attr-defined]
-        assert name == EMBED_BATCH
-        embed_batch(ctx, *args)
-    return job.id
+def run_embed(ctx: WorkerContext, request: dict[str, Any], tenant: str | None = None) -> str:
+    """Submits an embed job and runs its plan and batches; returns the job id."""
+    job_id = submit(ctx, JobKind.embed, request, tenant)
+    ran = run_queued(ctx)
+    assert [name for name, _ in ran] == [PLAN_EMBED] + [EMBED_BATCH] * (len(ran) - 1)
+    return job_id
 
 
 @pytest.fixture
@@ -67,8 +59,11 @@ def test_plan_splits_into_batches_and_the_last_batch_completes(
     ctx: WorkerContext, library: Path
 ) -> None:
     write_images(library / "set", 20)
-    job_id = run_embed(ctx, {"collection": "unit", "directory": {"path": str(library / "set")}})
-    assert len(ctx.queue.sent) == 3  # type: ignore[attr-defined]  # 20 items, batches of 8
+    job_id = submit(
+        ctx, JobKind.embed, {"collection": "unit", "directory": {"path": str(library / "set")}}
+    )
+    ran = run_queued(ctx)
+    assert [name for name, _ in ran] == [PLAN_EMBED] + [EMBED_BATCH] * 3  # batches of 8
     job = ctx.jobs.get(job_id)
     assert job is not None and job.state == JobState.completed
     assert job.progress.model_dump() == {"total": 20, "succeeded": 20, "failed": 0}
@@ -78,23 +73,36 @@ def test_plan_splits_into_batches_and_the_last_batch_completes(
 
 
 def test_a_redelivered_batch_is_stored_and_counted_once(ctx: WorkerContext, library: Path) -> None:
-    write_images(library / "dup", 8)
-    job_id = run_embed(ctx, {"collection": "dup", "directory": {"path": str(library / "dup")}})
-    _, args = ctx.queue.sent[0]  # type: ignore[attr-defined]
-    embed_batch(ctx, *args)  # the same batch again, as after a crash before the ack
+    write_images(library / "dup", 16)
+    job_id = submit(
+        ctx, JobKind.embed, {"collection": "dup", "directory": {"path": str(library / "dup")}}
+    )
+    [(_, plan)] = take(ctx)
+    plan_embed(ctx, *plan)
+    first, second = (args for _, args in take(ctx))
+    # the first batch's worker stores it and dies before the ack; its task is delivered again
+    # while a second worker still runs it: both store, the job counts it once
+    embed_batch(ctx, *first)
+    ctx.jobs.redis.hset(
+        keys.job_work(job_id), first[1], '{"queue":"embed","payload":"","task_id":"t"}'
+    )
+    embed_batch(ctx, *first)
+    embed_batch(ctx, *second)
     job = ctx.jobs.get(job_id)
-    assert job is not None and job.progress.succeeded == 8
-    assert ctx.vectors.count("dup") == 8
+    assert job is not None and job.state == JobState.completed and job.progress.succeeded == 16
+    assert ctx.vectors.count("dup") == 16
+    assert embed_batch(ctx, *second) is None, "a counted batch delivered again is dropped"
 
 
 def test_cancelled_jobs_drop_their_queued_batches(ctx: WorkerContext, library: Path) -> None:
     write_images(library / "c", 16)
-    job = ctx.jobs.create(
-        JobKind.embed, {"collection": "cancel", "directory": {"path": str(library / "c")}}
+    job_id = submit(
+        ctx, JobKind.embed, {"collection": "cancel", "directory": {"path": str(library / "c")}}
     )
-    plan_embed(ctx, job.id)
-    ctx.jobs.cancel(job.id)
-    for _, args in ctx.queue.sent:  # type: ignore[attr-defined]
+    [(_, plan)] = take(ctx)
+    plan_embed(ctx, *plan)
+    assert ctx.jobs.cancel(job_id) == JobState.cancelled, "no batch had started"
+    for _, args in take(ctx):
         assert embed_batch(ctx, *args) is None
     assert "cancel" not in [c.name for c in ctx.vectors.list_collections()]
 
@@ -104,7 +112,7 @@ def test_url_items_are_fetched_when_allowed(ctx: WorkerContext, image_server: st
     job_id = run_embed(ctx, {"collection": "urls", "items": [{"url": image_server}]})
     job = ctx.jobs.get(job_id)
     assert job is not None and job.progress.succeeded == 1, job
-    [asset_id] = job.result["asset_ids"]  # type: ignore[index]
+    [asset_id] = job.result.asset_ids  # type: ignore[union-attr]
     record = ctx.vectors.get_asset("urls", asset_id)
     assert record is not None and record.filename == "shot.png" and record.source == image_server
 
@@ -114,32 +122,31 @@ def test_search_text_image_and_asset_queries(ctx: WorkerContext) -> None:
     items = [{"upload_id": u, "metadata": {"i": n}} for n, u in enumerate(ids)]
     embed_job = ctx.jobs.get(run_embed(ctx, {"collection": "s", "items": items}))
     assert embed_job is not None
-    assets = embed_job.result["asset_ids"]  # type: ignore[index]
+    assets = embed_job.result.asset_ids  # type: ignore[union-attr]
     request = {
         "collection": "s",
         "top_k": 3,
         "queries": [{"text": "a product photo"}, {"upload_id": ids[2]}, {"asset_id": assets[4]}],
     }
-    job = ctx.jobs.create(JobKind.search, request)
-    run_search(ctx, job.id)
-    done = ctx.jobs.get(job.id)
+    job_id = submit(ctx, JobKind.search, request)
+    [(_, args)] = take(ctx)
+    run_search(ctx, *args)
+    done = ctx.jobs.get(job_id)
     assert done is not None and done.state == JobState.completed
-    text_hits, image_hits, asset_hits = done.result["results"]  # type: ignore[index]
+    assert isinstance(done.result, SearchResult)
+    text_hits, image_hits, asset_hits = done.result.results
     assert len(text_hits) == 3
-    assert image_hits[0]["asset_id"] == assets[2] and asset_hits[0]["asset_id"] == assets[4]
-    assert image_hits[0]["content_url"] == f"/v1/collections/s/assets/{assets[2]}/content"
+    assert image_hits[0].asset_id == assets[2] and asset_hits[0].asset_id == assets[4]
+    assert image_hits[0].content_url == f"/v1/collections/s/assets/{assets[2]}/content"
     assert done.progress.model_dump() == {"total": 3, "succeeded": 3, "failed": 0}
 
 
 def test_a_tenants_job_writes_only_to_its_own_collections(ctx: WorkerContext) -> None:
     upload_id = add_upload(ctx, make_image(5), "t", tenant="alpha")
-    job = ctx.jobs.create(
-        JobKind.embed, {"collection": "shared", "items": [{"upload_id": upload_id}]}, tenant="alpha"
+    job_id = run_embed(
+        ctx, {"collection": "shared", "items": [{"upload_id": upload_id}]}, tenant="alpha"
     )
-    plan_embed(ctx, job.id)
-    for _, args in ctx.queue.sent:  # type: ignore[attr-defined]
-        embed_batch(ctx, *args)
-    done = ctx.jobs.get(job.id)
+    done = ctx.jobs.get(job_id)
     assert done is not None and done.progress.succeeded == 1, done
     assert ctx.vectors.has_collection("t_alpha__shared")
     assert ctx.scoped("alpha").has_collection("shared")

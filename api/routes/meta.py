@@ -1,0 +1,27 @@
+"""What clients read at start-up: the contract's enums and bounds and this server's limits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import CallerDep
+from api.errors import responses
+from shared import contract
+from shared.contract import ServiceMeta
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get(contract.META_PATH, response_model=ServiceMeta, responses=responses())
+async def read_meta(caller: CallerDep) -> ServiceMeta:
+    """Job states (terminal and cancellable ones), kinds, aspect ratios, image and thumbnail
+    sizes, request bounds and upload limits, so a client never copies them. Like every /v1
+    route it needs the key when keys are on, so it doubles as a check of one."""
+    settings = caller.state.settings
+    return contract.service_meta(
+        max_query_chars=settings.max_query_chars,
+        max_prompt_chars=settings.max_prompt_chars,
+        max_upload_bytes=settings.max_upload_bytes,
+        clip_model=settings.clip_model,
+        generator_configured=bool(settings.gemini_api_key),
+    )

@@ -1,0 +1,86 @@
+"""Which collections are being re-indexed, and into what: a mark in Redis per collection.
+
+While a re-index builds version n+1 from the originals, writes keep landing in version n;
+every writer reads the mark before it writes and writes version n+1 too (with its model),
+so nothing stored during the job is missing from the version swapped in. The re-index's
+last step compares the two versions before the swap for writes that raced the mark. After
+the swap the mark stays a while (`GRACE_S`): a writer that read the collection just before
+the swap still writes the new version as well. A mark whose job ended without a swap
+(failed, cancelled, expired) counts for nothing.
+"""
+
+from __future__ import annotations
+
+import redis
+from pydantic import BaseModel
+
+from shared import keys
+from shared.contract import ACTIVE_STATES, JobState
+from shared.jobs import JobStore
+
+GRACE_S = 600
+
+
+class ReindexMark(BaseModel):
+    job_id: str
+    model: str
+    version: int
+    from_version: int
+    swapped: bool = False
+
+
+class ReindexMarks:
+    def __init__(self, client: redis.Redis, jobs: JobStore) -> None:
+        self.redis = client
+        self.jobs = jobs
+
+    def begin(self, collection: str, mark: ReindexMark) -> ReindexMark:
+        """Marks the collection (by its stored name) unless another re-index is building
+        it; answers the mark that holds, so a second re-index finds the first and a
+        redelivered plan finds its own."""
+        key = keys.reindex(collection)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    held = self.running(collection)
+                    if held is not None:
+                        pipe.unwatch()
+                        return held
+                    pipe.multi()
+                    pipe.set(key, mark.model_dump_json())
+                    pipe.execute()
+                    return mark
+                except redis.WatchError:
+                    continue
+
+    def _get(self, collection: str) -> ReindexMark | None:
+        raw = self.redis.get(keys.reindex(collection))
+        return None if raw is None else ReindexMark.model_validate_json(raw)
+
+    def _alive(self, mark: ReindexMark) -> bool:
+        return self.jobs.state(mark.job_id) in ACTIVE_STATES | {JobState.cancelling}
+
+    def running(self, collection: str) -> ReindexMark | None:
+        """The re-index still building this collection's next version, if any."""
+        mark = self._get(collection)
+        return mark if mark is not None and not mark.swapped and self._alive(mark) else None
+
+    def for_writers(self, collection: str) -> ReindexMark | None:
+        """The version a writer must write as well: one being built, or one just swapped in."""
+        mark = self._get(collection)
+        if mark is None or not (mark.swapped or self._alive(mark)):
+            return None
+        return mark
+
+    def swapped(self, collection: str, job_id: str) -> None:
+        mark = self._get(collection)
+        if mark is not None and mark.job_id == job_id:
+            done = mark.model_copy(update={"swapped": True})
+            self.redis.set(keys.reindex(collection), done.model_dump_json(), ex=GRACE_S)
+
+    def end(self, collection: str, job_id: str) -> None:
+        """Lifts a job's mark (a re-index that stopped short), never another job's."""
+        mark = self._get(collection)
+        if mark is not None and mark.job_id == job_id and not mark.swapped:
+            self.redis.delete(keys.reindex(collection))
