@@ -322,8 +322,13 @@ VECTOR_ONLY: tuple[Finder, ...] = ("vector",)
 
 
 class SearchQuery(BaseModel):
+    # mode goes with text only: said with anyOf/not, which every schema-driven client (and
+    # fuzzer) reads, where dependentRequired is often ignored
     model_config = _exactly_one(
-        "text", "upload_id", "asset_id", dependentRequired={"mode": ["text"]}
+        "text",
+        "upload_id",
+        "asset_id",
+        anyOf=[{"required": ["text"]}, {"not": {"required": ["mode"]}}],
     )
 
     text: Text | SkipJsonSchema[None] = None
