@@ -60,15 +60,17 @@ STATUS: dict[ErrorCode, int] = {
     E.model_not_loaded: 503,
     E.vector_store_unavailable: 503,
     E.redis_unavailable: 503,
+    E.blob_store_unavailable: 503,
 }
-# Every route can answer these: a body or parameter that fails validation, a Milvus or Redis
-# that is down, and (with API keys on) a missing key or a spent rate limit.
+# Every route can answer these: a body or parameter that fails validation, a Milvus, Redis or
+# blob store that is down, and (with API keys on) a missing key or a spent rate limit.
 COMMON = (
     E.invalid_request,
     E.unauthorized,
     E.rate_limited,
     E.vector_store_unavailable,
     E.redis_unavailable,
+    E.blob_store_unavailable,
 )
 
 

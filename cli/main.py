@@ -187,12 +187,36 @@ def worker(
     pool: Annotated[
         str | None, typer.Option(help="Celery pool (prefork, threads, solo, ...).")
     ] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="The one GPU this worker uses (an index or a GPU-/MIG- UUID): sets "
+            "CUDA_VISIBLE_DEVICES for it.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (as ASSETRAG_METRICS_PORT; 0: none).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one Celery worker consuming the given queues."""
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
         _fail("error usage: --queues needs at least one queue")
-    _exit_with(_stack().run_worker(queues=names, concurrency=concurrency, pool=pool))
+    stack = _stack()
+    if gpu is not None and not stack.GPU_RE.fullmatch(gpu):
+        _fail(f"error usage: --gpu takes a GPU index (0, 1, ...) or a GPU-/MIG- UUID, not {gpu!r}")
+    _exit_with(
+        stack.run_worker(
+            queues=names, concurrency=concurrency, pool=pool, gpu=gpu, metrics_port=metrics_port
+        )
+    )
 
 
 # -- ingest ---------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ the stack with a message saying which and where its log is.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,12 +30,15 @@ import httpx
 import redis
 from rich.console import Console
 
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 console = Console(stderr=True)
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 STOP_GRACE_S = 15.0
 WORKER_KINDS = ("embed", "query", "generate", "default")
+# What CUDA_VISIBLE_DEVICES takes: an index, or a GPU's or MIG instance's UUID.
+GPU_RE = re.compile(r"\d+|(GPU|MIG)-[0-9A-Za-z/-]+")
 
 
 def free_port() -> int:
@@ -76,11 +81,66 @@ def default_pool(queues: list[str]) -> tuple[str, int]:
     return "threads", 4
 
 
-def run_worker(queues: list[str], concurrency: int | None = None, pool: str | None = None) -> None:
+def visible_gpus(settings: Settings) -> list[str]:
+    """The GPUs this host offers its embed workers: CUDA_VISIBLE_DEVICES when set, else what
+    nvidia-smi lists; none with ASSETRAG_DEVICE=cpu or without NVIDIA's driver."""
+    if settings.device == "cpu":
+        return []
+    if settings.cuda_visible_devices is not None:
+        listed = [g.strip() for g in settings.cuda_visible_devices.split(",") if g.strip()]
+        # CUDA stops at the first entry it cannot parse, and so do we.
+        return list(itertools.takewhile(GPU_RE.fullmatch, listed))
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+
+
+def worker_commands(settings: Settings, kinds: tuple[str, ...]) -> dict[str, list[str]]:
+    """One worker per queue, except embed: one per visible GPU (one on the CPU if none).
+    With ASSETRAG_METRICS_PORT=P each worker serves its metrics on its own port, P, P+1, ..."""
+    commands: dict[str, list[str]] = {}
+    for kind in kinds:
+        gpus: list[str | None] = [*visible_gpus(settings)] if kind == "embed" else []
+        for gpu in gpus or [None]:
+            name = f"worker-{kind}" + (f"-gpu{gpu}" if gpu is not None and len(gpus) > 1 else "")
+            argv = [*_cli(), "worker", "--queues", kind]
+            if gpu is not None:
+                argv += ["--gpu", gpu]
+            if settings.metrics_port:
+                argv += ["--metrics-port", str(settings.metrics_port + len(commands))]
+            commands[name] = argv
+    return commands
+
+
+def run_worker(
+    queues: list[str],
+    concurrency: int | None = None,
+    pool: str | None = None,
+    gpu: str | None = None,
+    metrics_port: int | None = None,
+) -> None:
+    # Both before the worker reads its settings or CUDA initialises: the process sees only
+    # its GPU (as cuda:0), and the option is the variable.
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if metrics_port is not None:
+        os.environ["ASSETRAG_METRICS_PORT"] = str(metrics_port)
+    get_settings.cache_clear()
     from workers.celery_app import app
 
     chosen_pool, chosen_concurrency = default_pool(queues)
-    name = "-".join(queues)
+    name = "-".join(queues) + (f"-gpu{gpu}" if gpu is not None else "")
     app.worker_main(
         [
             "worker",
@@ -102,14 +162,21 @@ def run_worker(queues: list[str], concurrency: int | None = None, pool: str | No
 
 def run_api(host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
+    settings = get_settings()
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        # uvicorn's loggers propagate to our root handler instead of its own text format.
+        configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "api.main:create_app",
         factory=True,
         host=host,
         port=port,
-        log_level="info",
-        access_log=get_settings().access_log,
+        log_level=settings.log_level.lower(),
+        log_config=None if json_logs else LOGGING_CONFIG,
+        access_log=settings.access_log,
     )
 
 
@@ -159,8 +226,8 @@ class Stack:
         try:
             self._start_redis()
             self._start_milvus()
-            for kind in self.workers:
-                self.spawn(f"worker-{kind}", [*_cli(), "worker", "--queues", kind])
+            for name, argv in worker_commands(self.settings(), self.workers).items():
+                self.spawn(name, argv)
             api = self.spawn("api", [*_cli(), "api", "--host", self.host, "--port", str(self.port)])
             wait_for_port(self.host, self.port, 60, api)
         except BaseException:

@@ -133,6 +133,7 @@ class ErrorCode(StrEnum):
     model_not_loaded = "model_not_loaded"
     vector_store_unavailable = "vector_store_unavailable"
     redis_unavailable = "redis_unavailable"
+    blob_store_unavailable = "blob_store_unavailable"
     internal_error = "internal_error"
 
 

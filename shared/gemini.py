@@ -53,6 +53,7 @@ from redis.commands.core import AsyncScript, Script
 from shared import keys
 from shared.contract import ErrorCode
 from shared.errors import CodedError
+from shared.metrics import GEMINI_LATENCY, GEMINI_RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class _WaitRetryAfter(tenacity.wait.wait_base):
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    GEMINI_RETRIES.inc()
     logger.warning(
         "gemini attempt %d failed (%s); retrying in %.2fs",
         retry_state.attempt_number,
@@ -348,8 +350,10 @@ class GeminiGenerator:
                 )
 
         response: types.GenerateContentResponse
+        started, outcome = time.perf_counter(), "error"
         try:
             response = await self._retrying()(attempt)
+            outcome = "ok"
         except genai_errors.APIError as exc:
             raise GenerationError(
                 ErrorCode.upstream_error,
@@ -369,6 +373,8 @@ class GeminiGenerator:
             ) from exc
         except genai_errors.UnknownApiResponseError as exc:
             raise GenerationError(ErrorCode.upstream_error, f"unreadable answer: {exc}") from exc
+        finally:
+            GEMINI_LATENCY.labels(outcome).observe(time.perf_counter() - started)
         return self._parse(response)
 
     def _parse(self, response: types.GenerateContentResponse) -> GenerationOutput:

@@ -36,7 +36,7 @@ class Services:
     def connect(settings: Settings) -> dict[str, Any]:
         """The constructor arguments of a Services (or subclass) for these settings."""
         client = redis.Redis.from_url(settings.redis_url)
-        blobs = open_blob_store(settings.resolved_blob_uri)
+        blobs = open_blob_store(settings)
         expiry = BlobExpiry(client, blobs)
         jobs = JobStore(client, settings.job_ttl_s)
         return {

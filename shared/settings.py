@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.contract import TENANT_RE
@@ -28,12 +28,37 @@ class Settings(BaseSettings):
     milvus_uri: str | None = None
     data_dir: Path = Path("./data")
     blob_uri: str | None = None
+    # An s3:// blob store's endpoint, region and credentials: the standard AWS variables
+    # (unset ones fall back to boto3's own chain: ~/.aws, instance roles).
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ASSETRAG_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"
+        ),
+    )
+    s3_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    aws_session_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN")
+    )
+    s3_timeout_s: float = Field(default=10.0, gt=0)
     clip_model: str = "ViT-B/32"
     # Models a collection may be re-indexed to, besides clip_model and OpenAI's published
     # ones (names or checkpoint paths on the workers), and how many a worker keeps loaded.
     clip_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_models: int = Field(default=2, ge=1)
     device: Literal["auto", "cuda", "cpu"] = "auto"
+    # Read (never set here) to count the GPUs `assetrag up` gives one embed worker each.
+    cuda_visible_devices: str | None = Field(
+        default=None, validation_alias=AliasChoices("CUDA_VISIBLE_DEVICES")
+    )
     # auto: fp16 on CUDA, bf16 autocast on a CPU with native bf16, else fp32.
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -55,6 +80,13 @@ class Settings(BaseSettings):
     reference_max_side: int = Field(default=1024, ge=64)
 
     api_url: str = "http://127.0.0.1:8000"
+    # text: human lines; json: one JSON object per line, with job and batch ids.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Where a worker serves /metrics (Prometheus); 0: none. One port per worker process:
+    # `assetrag up` gives each worker its own, compose gives each container the same one.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
     # One log line per request costs ~7 % of the API's submit rate; /metrics counts requests.
     access_log: bool = False
     # Per API key (with keys on), shared by every API process: requests per second after a
@@ -107,6 +139,15 @@ class Settings(BaseSettings):
                     "ASSETRAG_API_KEYS entries are key:tenant, the tenant 1-32 letters and digits"
                 )
         return entries
+
+    @field_validator("blob_uri")
+    @classmethod
+    def _blob_uri(cls, uri: str | None) -> str | None:
+        if uri is not None and "://" in uri and not uri.startswith(("s3://", "file://")):
+            raise ValueError("ASSETRAG_BLOB_URI is a directory, file://DIR or s3://bucket/prefix")
+        if uri is not None and uri.startswith("s3://") and not uri[5:].split("/", 1)[0]:
+            raise ValueError("ASSETRAG_BLOB_URI=s3://... needs a bucket: s3://bucket/prefix")
+        return uri
 
     @field_validator("library_roots")
     @classmethod

@@ -19,14 +19,18 @@ from celery.worker import state as worker_state
 
 from shared import keys
 from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
+from shared.logs import BATCH_ID, JOB_ID, configure_logging
+from shared.metrics import MODEL_LOAD, TASK_TIME, TASKS, serve_metrics
 from shared.settings import get_settings
-from shared.tasks import make_celery
+from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, make_celery
 
 log = logging.getLogger("assetrag.worker")
 MODEL_QUEUES = frozenset({"embed", "query", "generate"})
 # A worker whose consumer stays down this long while Redis answers exits, so that its
 # supervisor (`assetrag up`, compose's restart policy) starts a fresh one.
 STUCK_EXIT_S = 120.0
+# Tasks whose second argument is a batch id (every task's first is its job id).
+BATCH_TASKS = frozenset({EMBED_BATCH, DUPLICATES_BATCH})
 
 
 def create_app() -> Celery:
@@ -75,6 +79,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 
     queues = sorted(sender.app.amqp.queues.consume_from.keys())
     ctx = worker_context()
+    serve_metrics(ctx.settings.metrics_host, ctx.settings.metrics_port)
     ctx.name = sender.hostname
     if MODEL_QUEUES & set(queues):
         _load_model_or_exit(ctx)
@@ -96,12 +101,40 @@ def _load_model_or_exit(ctx: Any) -> None:
         log.critical("cannot load the model %r; exiting", ctx.settings.clip_model, exc_info=True)
         logging.shutdown()
         os._exit(1)
-    log.info(
-        "model %s loaded on %s in %.1fs",
-        encoder.model_id,
-        encoder.device,
-        time.perf_counter() - started,
-    )
+    seconds = time.perf_counter() - started
+    MODEL_LOAD.labels(encoder.model_id).set(seconds)
+    log.info("model %s loaded on %s in %.1fs", encoder.model_id, encoder.device, seconds)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Our own log set-up (text or JSON, with job and batch ids) instead of Celery's."""
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+
+_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect
+def _task_started(task_id: str = "", task: Any = None, args: Any = (), **_: Any) -> None:
+    """Log lines inside the task carry its job id (and batch id) from here on."""
+    args = list(args or ())
+    JOB_ID.set(str(args[0]) if args else None)
+    in_batch = getattr(task, "name", "") in BATCH_TASKS and len(args) > 1
+    BATCH_ID.set(str(args[1]) if in_batch else None)
+    _started[task_id] = time.perf_counter()
+
+
+@signals.task_postrun.connect
+def _task_finished(task_id: str = "", task: Any = None, state: Any = None, **_: Any) -> None:
+    name = getattr(task, "name", "?")
+    started = _started.pop(task_id, None)
+    if started is not None:
+        TASK_TIME.labels(name).observe(time.perf_counter() - started)
+    TASKS.labels(name, str(state or "unknown").lower()).inc()
+    JOB_ID.set(None)
+    BATCH_ID.set(None)
 
 
 @signals.task_received.connect

@@ -21,6 +21,7 @@ from shared.contract import (
 )
 from shared.errors import CodedError, InputRejected
 from shared.jobs import START
+from shared.metrics import observe_batch
 from shared.rules import check_item_count
 from shared.sources import expand_directory, fetch_url, read_library_file
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
@@ -103,6 +104,7 @@ def embed_batch(
         }
         report.stored = len(ids)
     ctx.jobs.complete_batch(job_id, batch_id, report.stored, report.errors, report.asset_ids)
+    observe_batch(report.stored, len(report.errors), report.timings)
     log.info(
         "job %s batch %s: %d stored, %d failed, timings %s",
         job_id,
