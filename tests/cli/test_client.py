@@ -352,5 +352,14 @@ def test_stack_commands_call_cli_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [
         ("stack", {"host": "127.0.0.1", "port": 9000}),
         ("api", {"host": "0.0.0.0", "port": 8000}),
-        ("worker", {"queues": ["embed", "query"], "concurrency": 2, "pool": "solo"}),
+        (
+            "worker",
+            {
+                "queues": ["embed", "query"],
+                "concurrency": 2,
+                "pool": "solo",
+                "gpu": None,
+                "metrics_port": None,
+            },
+        ),
     ]
