@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
-from prometheus_client import Counter, Histogram
+import redis
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import keys
+from shared.tasks import QUEUES
+
+log = logging.getLogger("assetrag.api")
 REQUESTS = Counter("assetrag_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("assetrag_http_request_seconds", "HTTP request latency", ["method", "route"])
 JOBS_SUBMITTED = Counter("assetrag_jobs_submitted_total", "Jobs submitted", ["kind"])
+# Read from Redis at scrape time, so every API replica reports the fleet's figures.
+QUEUE_DEPTH = Gauge("assetrag_queue_depth", "Task messages waiting in each queue", ["queue"])
+ACTIVE_JOBS = Gauge("assetrag_jobs_active", "Jobs queued or running (not yet terminal)")
+
+
+def refresh_fleet_gauges(client: redis.Redis) -> None:
+    """Queue depths and active jobs from Redis; a Redis that does not answer leaves the last
+    values (the scrape itself still answers)."""
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for queue in QUEUES:
+                pipe.llen(queue)
+            pipe.zcard(keys.ACTIVE_JOBS)
+            *depths, active = pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("metrics: Redis did not answer (%s)", type(exc).__name__)
+        return
+    for queue, depth in zip(QUEUES, depths, strict=True):
+        QUEUE_DEPTH.labels(queue).set(depth)
+    ACTIVE_JOBS.set(active)
 
 
 class RequestMetrics:

@@ -141,8 +141,14 @@ def run_worker(
 
     chosen_pool, chosen_concurrency = default_pool(queues)
     name = "-".join(queues) + (f"-gpu{gpu}" if gpu is not None else "")
+    # Logging set up before Celery starts, so its start-up warnings are log records too, and
+    # its banner (text on stdout) left out when logs must be JSON lines.
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     app.worker_main(
         [
+            *quiet,
             "worker",
             "--queues",
             ",".join(queues),
@@ -151,7 +157,7 @@ def run_worker(
             "--concurrency",
             str(concurrency or chosen_concurrency),
             "--loglevel",
-            "INFO",
+            settings.log_level,
             "--hostname",
             f"{name}-{os.getpid()}@%h",
             "--without-gossip",

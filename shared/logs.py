@@ -27,6 +27,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "batch_id",
     "ids",
     "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colours
 }
 
 
@@ -93,3 +94,15 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler(log_format))
     root.setLevel(level)
+    # Warnings (Celery's, the libraries') become log records too, so a JSON log stays JSON.
+    logging.captureWarnings(True)
+
+
+def adopt_loggers(prefix: str) -> None:
+    """A library that installs handlers of its own (pymilvus does, when imported) writes
+    through the root handler instead, in this process's format."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == prefix or name.startswith(prefix + "."):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True

@@ -97,6 +97,9 @@ def pymilvus() -> ModuleType:
     API's start-up."""
     import pymilvus
 
+    from shared.logs import adopt_loggers
+
+    adopt_loggers("pymilvus")  # its import installs a text handler of its own
     return pymilvus
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import StateDep
+from api.metrics import refresh_fleet_gauges
 from shared.contract import Readiness
 from shared.tasks import QUEUES
 
@@ -43,5 +44,6 @@ def readyz(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-def metrics() -> Response:
+def metrics(state: StateDep) -> Response:
+    refresh_fleet_gauges(state.redis)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -61,3 +61,11 @@ def test_text_lines_name_the_ids(ids: tuple[str, str | None]) -> None:
     text = capture("text", emit)
     assert "job=job-2" in text and text.rstrip().endswith("hello")
     assert ("batch=b0" in text) == (ids[1] is not None)
+
+
+def test_a_library_with_its_own_handler_writes_through_ours() -> None:
+    from shared.vector_schema import pymilvus
+
+    pymilvus()  # importing pymilvus installs a text handler on its loggers
+    logger = logging.getLogger("pymilvus")
+    assert logger.propagate and not logger.handlers
