@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from typing import Any
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,3 +41,28 @@ def test_batches_are_counted_and_timed_by_stage() -> None:
 
 def test_port_zero_serves_nothing() -> None:
     serve_metrics("127.0.0.1", 0)  # no server, no error
+
+
+def test_gemini_calls_are_timed_and_retries_counted(fake_gemini: Any) -> None:
+    from shared.gemini import GeminiGenerator
+
+    generator = GeminiGenerator(
+        "test-key",
+        "gemini-3.1-flash-image",
+        base_url=fake_gemini.base_url,
+        timeout_s=10,
+        max_attempts=3,
+        retry_budget_s=20,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
+    port = free_port()
+    serve_metrics("127.0.0.1", port)
+    before = scrape(port)
+    out = asyncio.run(generator.generate(f"overloaded [fail:503x1] {uuid.uuid4()}", []))
+    assert out.images
+    after = scrape(port)
+    ok = ("assetrag_gemini_request_seconds_count", (("outcome", "ok"),))
+    retries = ("assetrag_gemini_retries_total", ())
+    assert after[ok] - before.get(ok, 0.0) == 1
+    assert after[retries] - before.get(retries, 0.0) == 1
