@@ -8,7 +8,7 @@ from collections.abc import Callable
 import tenacity
 
 from shared.contract import ErrorCode
-from shared.errors import CodedError
+from shared.errors import CodedError, Unavailable
 from workers.context import WorkerContext
 
 log = logging.getLogger("assetrag.worker")
@@ -40,4 +40,8 @@ def with_retries(
         retrying(attempt)
     except Exception as exc:
         log.exception("job %s batch %s failed for good", job_id, batch_id)
-        give_up(CodedError(ErrorCode.internal_error, f"{type(exc).__name__}: {exc}"))
+        # A part that stayed down says so (blob_store_unavailable, ...); anything else is ours.
+        if isinstance(exc, Unavailable):
+            give_up(exc)
+        else:
+            give_up(CodedError(ErrorCode.internal_error, f"{type(exc).__name__}: {exc}"))
