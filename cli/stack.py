@@ -123,6 +123,15 @@ def worker_commands(settings: Settings, kinds: tuple[str, ...]) -> dict[str, lis
     return commands
 
 
+def metrics_ports(commands: dict[str, list[str]]) -> dict[str, str]:
+    """The metrics port of each worker command that has one."""
+    return {
+        name: argv[argv.index("--metrics-port") + 1]
+        for name, argv in commands.items()
+        if "--metrics-port" in argv
+    }
+
+
 def run_worker(
     queues: list[str],
     concurrency: int | None = None,
@@ -432,6 +441,8 @@ def run_stack(host: str = "127.0.0.1", port: int = 8000) -> int:
             f"[bold green]assetrag is up[/] on http://{host}:{port}  "
             f"(docs /docs, Redis {urlsplit(redis_url).netloc}); Ctrl-C stops it"
         )
+        if ports := metrics_ports(stack.commands):
+            _say("[dim]worker metrics: " + ", ".join(f"{n} :{p}" for n, p in ports.items()) + "[/]")
         while not stopping:
             supervisor.check()
             time.sleep(0.5)

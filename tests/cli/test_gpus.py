@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.stack import WORKER_KINDS, visible_gpus, worker_commands
+from cli.stack import WORKER_KINDS, metrics_ports, visible_gpus, worker_commands
 from shared.settings import Settings
 
 
@@ -71,8 +71,7 @@ def test_up_runs_one_embed_worker_per_gpu_each_with_its_metrics_port() -> None:
         "--metrics-port",
         "9101",
     ]
-    ports = [argv[argv.index("--metrics-port") + 1] for argv in commands.values()]
-    assert ports == ["9100", "9101", "9102", "9103", "9104"]
+    assert list(metrics_ports(commands).values()) == ["9100", "9101", "9102", "9103", "9104"]
 
 
 def test_up_on_one_gpu_or_none_runs_one_embed_worker() -> None:
