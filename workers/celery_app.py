@@ -36,6 +36,7 @@ def create_app() -> Celery:
         "workers.search",
         "workers.generate",
         "workers.duplicates",
+        "workers.reindex",
     )
     return app
 
