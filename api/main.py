@@ -15,7 +15,7 @@ from starlette.types import Scope
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
 from api.openapi import publish_openapi
-from api.routes import collections, duplicates, health, jobs, meta, uploads
+from api.routes import collections, duplicates, health, jobs, meta, uploads, versions
 from api.state import AppState
 from shared.settings import Settings, get_settings
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     publish_openapi(app, settings or get_settings())
     app.add_middleware(RequestMetrics)
-    routers = (uploads, jobs, duplicates, collections, meta, health)
+    routers = (uploads, jobs, duplicates, collections, versions, meta, health)
     for routes in routers:
         app.include_router(routes.router)
 

@@ -1,7 +1,8 @@
 """The OpenAPI document the API publishes: FastAPI's, with the configured input caps.
 
 The contract's models bound text and lists generously; the caps a deployment sets
-(ASSETRAG_MAX_QUERY_CHARS, ASSETRAG_MAX_PROMPT_CHARS, ASSETRAG_MAX_ITEMS_PER_JOB) are checked
+(ASSETRAG_MAX_QUERY_CHARS, ASSETRAG_MAX_PROMPT_CHARS, ASSETRAG_MAX_ITEMS_PER_JOB) and the
+models offered (ASSETRAG_CLIP_MODEL, ASSETRAG_CLIP_MODELS) are checked
 by shared/rules.py with their own error codes. Publishing them keeps the promise that what
 the schema allows, the API accepts.
 """
@@ -16,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from shared.settings import Settings
 
 
-def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, int]]:
+def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
     """(component, property) → the JSON-schema bounds the settings impose."""
     query = {"maxLength": settings.max_query_chars}
     return {
@@ -24,6 +25,8 @@ def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, int]]
         ("AssetReferences", "query"): query,
         ("GenerateRequest", "prompt"): {"maxLength": settings.max_prompt_chars},
         ("EmbedRequest", "items"): {"maxItems": settings.max_items_per_job},
+        # the models this server offers to re-index to
+        ("ReindexRequest", "model"): {"enum": settings.allowed_models},
     }
 
 

@@ -239,6 +239,9 @@ class AssetragClient:
     def list_collections(self) -> list[CollectionInfo]:
         return self._model(Page[CollectionInfo], "GET", contract.COLLECTIONS_PATH).data
 
+    def get_collection(self, name: str) -> CollectionInfo:
+        return self._model(CollectionInfo, "GET", contract.collection_path(name))
+
     def clusters(self, job_id: str) -> Iterator[Cluster]:
         """Every cluster of a finished duplicates job, largest first, page by page."""
         cursor: str | None = None

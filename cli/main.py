@@ -48,6 +48,8 @@ from shared.contract import (
     JobKind,
     JobState,
     JobSummary,
+    ReindexRequest,
+    ReindexResult,
     SearchMode,
     SearchQuery,
     SearchRequest,
@@ -911,12 +913,86 @@ def collections(ctx: typer.Context) -> None:
         console.print("no collections")
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("name", "model", "dimension", "count"):
+    for column in ("name", "model", "dimension", "count", "version", "keyword search"):
         table.add_column(column)
     for info in found:
         count = "-" if info.count is None else str(info.count)
-        table.add_row(escape(info.name), escape(info.model), str(info.dimension), count)
+        table.add_row(
+            escape(info.name),
+            escape(info.model),
+            str(info.dimension),
+            count,
+            str(info.version),
+            "yes" if info.keyword_search else "no",
+        )
     console.print(table)
+
+
+@app.command()
+def reindex(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to rebuild.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="CLIP model of the new version (default: the collection's own)."),
+    ] = None,
+    drop_previous: Annotated[
+        bool, typer.Option("--drop-previous", help="Drop the version it replaces once swapped.")
+    ] = False,
+) -> None:
+    """Rebuild a collection into a new version (another model, or the same one to gain
+    keyword search); searches keep answering from the current version until the swap."""
+    with _handle_errors(ctx), _client(ctx) as client:
+        chosen = model or client.get_collection(collection).model
+        request = _validated(lambda: ReindexRequest(model=chosen, drop_previous=drop_previous))
+        job = _finish(client, client.reindex(collection, request), "reindex")
+    if not isinstance(job.result, ReindexResult) or job.state != JobState.completed:
+        _print_job_error(job)
+        raise typer.Exit(EXIT_JOB_FAILED)
+    result = job.result
+    dropped = f"; version {result.from_version} dropped" if result.previous_dropped else ""
+    console.print(
+        f"{escape(result.collection)}: version {result.version} ({escape(result.model)}, "
+        f"{result.dimension}-d, {job.progress.succeeded} assets) answers now, "
+        f"was version {result.from_version}{dropped} (job {job.id})"
+    )
+    if job.progress.failed:
+        _print_summary(job)
+
+
+@app.command()
+def versions(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to show.")],
+) -> None:
+    """List a collection's versions; the current one answers searches."""
+    with _handle_errors(ctx), _client(ctx) as client:
+        found = client.versions(collection)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("version", "model", "dimension", "count", "keyword search", "current"):
+        table.add_column(column)
+    for v in found:
+        table.add_row(
+            str(v.version),
+            escape(v.model),
+            str(v.dimension),
+            str(v.count),
+            "yes" if v.keyword_search else "no",
+            "*" if v.current else "",
+        )
+    console.print(table)
+
+
+@app.command("drop-version")
+def drop_version(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection.")],
+    version: Annotated[int, typer.Argument(min=1, help="A version that does not answer.")],
+) -> None:
+    """Drop a collection version that no longer answers."""
+    with _handle_errors(ctx), _client(ctx) as client:
+        client.drop_version(collection, version)
+    console.print(f"dropped version {version} of {escape(collection)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

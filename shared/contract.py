@@ -428,7 +428,8 @@ ModelName = Annotated[
     Field(
         min_length=1,
         max_length=256,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9@/._:+-]*$",
+        # a name OpenAI publishes, or a checkpoint's path on the workers
+        pattern=r"^[A-Za-z0-9/][A-Za-z0-9@/._:+-]*$",
         description="a CLIP model the service allows (GET /v1/meta lists them)",
         examples=["ViT-L/14"],
     ),
@@ -639,6 +640,7 @@ class ServiceMeta(BaseModel):
     max_prompt_chars: int
     max_upload_bytes: int
     clip_model: str
+    models: list[str] = Field(description="the CLIP models a collection may be re-indexed to")
     generator_configured: bool
 
 
@@ -656,6 +658,7 @@ def service_meta(
     max_prompt_chars: int,
     max_upload_bytes: int,
     clip_model: str,
+    models: list[str],
     generator_configured: bool,
 ) -> ServiceMeta:
     return ServiceMeta(
@@ -676,6 +679,7 @@ def service_meta(
         max_prompt_chars=max_prompt_chars,
         max_upload_bytes=max_upload_bytes,
         clip_model=clip_model,
+        models=models,
         generator_configured=generator_configured,
     )
 

@@ -26,6 +26,7 @@ class ReindexMark(BaseModel):
     model: str
     version: int
     from_version: int
+    from_model: str = ""
     swapped: bool = False
 
 

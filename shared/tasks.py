@@ -25,6 +25,9 @@ RUN_GENERATE = "assetrag.generate.run"
 PLAN_DUPLICATES = "assetrag.duplicates.plan"
 DUPLICATES_BATCH = "assetrag.duplicates.batch"
 CLUSTER_DUPLICATES = "assetrag.duplicates.cluster"
+PLAN_REINDEX = "assetrag.reindex.plan"
+REINDEX_BATCH = "assetrag.reindex.batch"
+SWAP_REINDEX = "assetrag.reindex.swap"
 
 ROUTES = {
     PLAN_EMBED: "default",
@@ -35,6 +38,10 @@ ROUTES = {
     PLAN_DUPLICATES: "default",
     DUPLICATES_BATCH: "default",
     CLUSTER_DUPLICATES: "default",
+    # A re-index loads the new model (to learn its dimension, and to encode): embed workers.
+    PLAN_REINDEX: "embed",
+    REINDEX_BATCH: "embed",
+    SWAP_REINDEX: "embed",
 }
 
 

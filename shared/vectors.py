@@ -986,3 +986,12 @@ class TenantVectors:
         self, name: str, asset_ids: list[str], version: int | None = None
     ) -> dict[str, list[float]]:
         return self.store.get_vectors(self.physical(name), asset_ids, version)
+
+    def asset_ids(self, name: str, version: int | None = None, page: int = 2048) -> list[str]:
+        """Every asset id in a version, in id order (ids only: cheap to page through)."""
+        ids: list[str] = []
+        after: str | None = None
+        while found := self.list_assets(name, page, after, version, fields=[]):
+            ids += [record.asset_id for record in found]
+            after = ids[-1]
+        return ids

@@ -77,6 +77,12 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
 
 
+@pytest.fixture(scope="session")
+def other_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model, of another dimension: what a collection is re-indexed to."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "other-clip.pt", embed_dim=64)
+
+
 @pytest.fixture
 def redis_client(redis_port: int) -> Iterator[redis.Redis]:
     client = redis.Redis(port=redis_port, db=UNIT_DB)
@@ -94,13 +100,19 @@ def library(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(
-    tmp_path: Path, redis_port: int, redis_client: redis.Redis, tiny_clip: Path, library: Path
+    tmp_path: Path,
+    redis_port: int,
+    redis_client: redis.Redis,
+    tiny_clip: Path,
+    other_clip: Path,
+    library: Path,
 ) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         redis_url=f"redis://127.0.0.1:{redis_port}/{UNIT_DB}",
         data_dir=tmp_path / "data",
         clip_model=str(tiny_clip),
+        clip_models=[str(other_clip)],
         device="cpu",
         precision="fp32",
         library_roots=[library],
@@ -187,6 +199,7 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
     redis_port: int,
     tiny_clip: Path,
+    other_clip: Path,
     fake_gemini: Any,
 ) -> Iterator[RunningStack]:
     """The whole service as real processes, on Milvus Lite (its gRPC server, as `assetrag up`
@@ -199,6 +212,7 @@ def stack(
         "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{redis_port}/{STACK_DB}",
         "ASSETRAG_DATA_DIR": str(base / "data"),
         "ASSETRAG_CLIP_MODEL": str(tiny_clip),
+        "ASSETRAG_CLIP_MODELS": str(other_clip),
         "ASSETRAG_DEVICE": "cpu",
         "ASSETRAG_PRECISION": "fp32",
         "ASSETRAG_LIBRARY_ROOTS": str(library),

@@ -18,6 +18,7 @@ from workers.context import WorkerContext
 from workers.duplicates import cluster_duplicates, duplicates_batch, plan_duplicates
 from workers.embed import embed_batch, plan_embed
 from workers.generate import run_generate
+from workers.reindex import plan_reindex, reindex_batch, swap_reindex
 from workers.search import run_search
 
 FIRST = {
@@ -25,6 +26,7 @@ FIRST = {
     JobKind.search: tasks.RUN_SEARCH,
     JobKind.generate: tasks.RUN_GENERATE,
     JobKind.duplicates: tasks.PLAN_DUPLICATES,
+    JobKind.reindex: tasks.PLAN_REINDEX,
 }
 HANDLERS: dict[str, Callable[..., Any]] = {
     tasks.PLAN_EMBED: plan_embed,
@@ -34,6 +36,9 @@ HANDLERS: dict[str, Callable[..., Any]] = {
     tasks.PLAN_DUPLICATES: plan_duplicates,
     tasks.DUPLICATES_BATCH: duplicates_batch,
     tasks.CLUSTER_DUPLICATES: cluster_duplicates,
+    tasks.PLAN_REINDEX: plan_reindex,
+    tasks.REINDEX_BATCH: reindex_batch,
+    tasks.SWAP_REINDEX: swap_reindex,
 }
 
 

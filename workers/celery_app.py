@@ -22,7 +22,7 @@ from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.logs import BATCH_ID, JOB_ID, configure_logging
 from shared.metrics import MODEL_LOAD, TASK_TIME, TASKS, serve_metrics
 from shared.settings import get_settings
-from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, make_celery
+from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, REINDEX_BATCH, make_celery
 
 log = logging.getLogger("assetrag.worker")
 MODEL_QUEUES = frozenset({"embed", "query", "generate"})
@@ -30,7 +30,7 @@ MODEL_QUEUES = frozenset({"embed", "query", "generate"})
 # supervisor (`assetrag up`, compose's restart policy) starts a fresh one.
 STUCK_EXIT_S = 120.0
 # Tasks whose second argument is a batch id (every task's first is its job id).
-BATCH_TASKS = frozenset({EMBED_BATCH, DUPLICATES_BATCH})
+BATCH_TASKS = frozenset({EMBED_BATCH, DUPLICATES_BATCH, REINDEX_BATCH})
 
 
 def create_app() -> Celery:
@@ -40,6 +40,7 @@ def create_app() -> Celery:
         "workers.search",
         "workers.generate",
         "workers.duplicates",
+        "workers.reindex",
     )
     return app
 

@@ -26,8 +26,6 @@ from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 
 log = logging.getLogger("assetrag.duplicates")
-# Ids read per page while planning (ids only: cheap).
-_ID_PAGE = 2048
 # Clusters up to this size get their lowest similarity over every pair of members (a
 # 4,096² matrix is 64 MiB); larger ones over the pairs the searches found.
 EXACT_UP_TO = 4096
@@ -43,7 +41,7 @@ def plan_duplicates(ctx: WorkerContext, job_id: str) -> int:
     try:
         # The version that answers now is the one compared, whatever a re-index swaps in.
         version = scope.get_collection(request.collection, with_count=False).version
-        ids = all_ids(scope, request.collection, version)
+        ids = scope.asset_ids(request.collection, version)
     except CodedError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return 0
@@ -55,15 +53,6 @@ def plan_duplicates(ctx: WorkerContext, job_id: str) -> int:
     last = ctx.queue.message(CLUSTER_DUPLICATES, job_id, version)
     result = summary(request, scanned=len(ids), clusters=[])
     return len(batches) if ctx.jobs.plan(job_id, len(ids), batches, result, then=last) else 0
-
-
-def all_ids(scope: TenantVectors, collection: str, version: int) -> list[str]:
-    ids: list[str] = []
-    after: str | None = None
-    while page := scope.list_assets(collection, _ID_PAGE, after, version, fields=[]):
-        ids += [record.asset_id for record in page]
-        after = ids[-1]
-    return ids
 
 
 def find_pairs(

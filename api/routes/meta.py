@@ -23,5 +23,6 @@ async def read_meta(caller: CallerDep) -> ServiceMeta:
         max_prompt_chars=settings.max_prompt_chars,
         max_upload_bytes=settings.max_upload_bytes,
         clip_model=settings.clip_model,
+        models=settings.allowed_models,
         generator_configured=bool(settings.gemini_api_key),
     )

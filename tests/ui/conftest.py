@@ -3,6 +3,7 @@ against the session's running stack, as a person would use the web UI."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import Iterator
@@ -36,8 +37,11 @@ API_KEY = "ui-test-key"
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser for a module's tests, closed after them: Playwright's sync API runs its
+    event loop in a greenlet of this thread, and while it runs no other test in the session
+    could call asyncio.run()."""
     if not CHROMIUM.exists():
         pytest.fail("the browser tests need Debian's chromium (make test installs it)")
     with sync_playwright() as playwright:
@@ -48,6 +52,8 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+    # the greenlet's loop leaves itself set as this thread's running loop
+    asyncio.events._set_running_loop(None)
 
 
 def open_page(browser: Browser, base_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:

@@ -88,6 +88,9 @@ def test_search_by_keyword_finds_a_filename(page: Page, catalogue: list[str]) ->
     first = page.locator(".results .tile").first
     expect(first.locator(".name")).to_have_text("look_37.png")
     expect(first).to_contain_text("keyword")
+    # hybrid: every name holds "look" and "png", so only a term one name holds is sure to
+    # lift it past the vector search's own (random-weight) ranking
+    page.get_by_label("Describe what you are looking for").fill("37")
     page.get_by_label("Match").select_option("hybrid")
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.locator(".results .tile").first.locator(".name")).to_have_text("look_37.png")
