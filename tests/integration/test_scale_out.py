@@ -201,7 +201,7 @@ def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet
     generate = api_a.post(
         "/v1/jobs/generate",
         json={
-            "prompt": "the same, on a beach ~scale-out",
+            "prompt": "the same, on a beach [fail:503x1] ~scale-out",  # one retry
             "collection": "fleet",
             "references": {"asset_ids": asset_ids[:2]},
             "save_to_collection": True,
@@ -224,6 +224,7 @@ def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet
     assert any(k.startswith("assetrag_model_load_seconds{") for k in embed)
     gemini = scrape(fleet.metrics["generate"])
     assert gemini['assetrag_gemini_request_seconds_count{"outcome": "ok"}'] >= 1
+    assert gemini["assetrag_gemini_retries_total{}"] >= 1
     assert (
         gemini['assetrag_tasks_total{"outcome": "success", "task": "assetrag.generate.run"}'] >= 1
     )
@@ -237,3 +238,8 @@ def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet
     batch_lines = [e for e in lines if e["job_id"] == job_id and e["batch_id"]]
     assert batch_lines, "no JSON log line carries the job and batch ids"
     assert all(e["batch_id"].startswith("b") for e in batch_lines)
+    # the Gemini retry is logged on the worker's event loop thread, with the job's id
+    retried = [e for e in lines if e["logger"] == "shared.gemini" and "retrying" in e["message"]]
+    assert [e["job_id"] for e in retried] == [generate["id"]]
+    api_lines = (fleet.log_dir / "api-a" / "api.log").read_text().splitlines()
+    assert api_lines and all(json.loads(line)["level"] for line in api_lines)
