@@ -42,6 +42,7 @@ from shared.contract import (
     valid_token,
 )
 from shared.errors import CodedError
+from shared.metrics import JOBS_FINISHED
 from shared.tasks import QueuedTask
 
 ERRORS_SHOWN = 1000
@@ -491,10 +492,14 @@ class JobStore:
         return [by_index.get(i) for i in range(total)]
 
     def _expire(self, job_id: str) -> None:
+        """Called once per job, by the call that ended it: the record starts its TTL, and the
+        process that ended it (a worker; the API for a cancel) counts it for /metrics."""
         pipe = self.redis.pipeline()
         for key in keys.job_parts(job_id):
             pipe.expire(key, self.ttl_s)
-        pipe.execute()
+        pipe.hmget(keys.job(job_id), "kind", "state")
+        *_, (kind, state) = pipe.execute()
+        JOBS_FINISHED.labels(_maybe_text(kind) or "?", _maybe_text(state) or "?").inc()
 
 
 def _by_queue(batches: list[tuple[str, QueuedTask]]) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the worker processes, and the shared clients they use (Gemini).
+"""Prometheus metrics of the worker processes, and of the shared code they run (Gemini
+calls, job endings).
 
 The scheme: every worker process serves its own `/metrics` on `ASSETRAG_METRICS_PORT`
 (0: none). Workers run solo or thread pools, never prefork, so one process holds all of a
@@ -43,6 +44,12 @@ TASK_TIME = Histogram(
     "Celery task run time, by name",
     ["task"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+
+
+# Counted by the process whose call ended the job; sum over processes for the fleet.
+JOBS_FINISHED = Counter(
+    "assetrag_jobs_finished_total", "Jobs that reached a terminal state", ["kind", "state"]
 )
 
 

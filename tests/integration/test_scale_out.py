@@ -2,9 +2,10 @@
 but the Redis URL, the Milvus URI and an s3:// blob URI (each its own data directory, no
 common local directory), against a real S3-protocol server.
 
-One embed job spread over two embed workers, one of them SIGKILLed mid-job, stores every image
-exactly once; uploads go in through one API replica and the job through the other; search and
-a saved generation run; the workers' metrics moved and their JSON log lines carry the job id.
+One embed job (uploads and URLs) spread over two embed workers, one of them SIGKILLed
+mid-job, stores every image exactly once; uploads go in through one API replica and the job
+through the other; search and a saved generation run; the workers' metrics moved and their
+JSON log lines carry the job id.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.stack import Stack, free_port
 from tests.conftest import OUTPUT
-from tests.utils import make_image
+from tests.utils import make_image, serve_http
 
 pytestmark = pytest.mark.integration
 DB = 4  # a Redis database of its own (the shared stack uses 0, unit tests 1)
@@ -89,6 +91,7 @@ def fleet(
         "ASSETRAG_WATCHDOG_PERIOD_S": "2",
         "ASSETRAG_WORK_QUIET_S": "10",
         "ASSETRAG_LOG_FORMAT": "json",
+        "ASSETRAG_ALLOW_PRIVATE_URLS": "true",  # the test's image server is on loopback
     }
     log_dir = OUTPUT / "scale-out-logs"
     dirs = [base / "api-a", base / "api-b", base / "workers"]
@@ -150,8 +153,9 @@ def scrape(port: int) -> dict[str, float]:
 def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet) -> None:
     api_a, api_b = fleet.apis
     images = [make_image(9000 + i) for i in range(IMAGES)]
+    half = IMAGES // 2
     upload_ids: list[str] = []
-    for start in range(0, IMAGES, 24):
+    for start in range(0, half, 24):
         files = [
             ("files", (f"img_{i}.png", io.BytesIO(images[i]), "image/png"))
             for i in range(start, start + 24)
@@ -160,21 +164,33 @@ def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet
         assert response.status_code == 201, response.text
         upload_ids += [u["upload_id"] for u in response.json()["uploads"]]
 
-    # The job goes in through the other replica: uploads live in Redis and the bucket only.
-    items = [{"upload_id": u, "metadata": {"n": i}} for i, u in enumerate(upload_ids)]
-    response = api_b.post("/v1/jobs/embed", json={"collection": "fleet", "items": items})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    wait_for(
-        lambda: api_a.get(f"/v1/jobs/{job_id}").json()["progress"]["succeeded"] >= 2 * BATCH,
-        120,
-        "the job to make progress",
-    )
-    victim = fleet.workers.procs.pop("embed-1")
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
+    # The second half are URLs whose server holds every answer until the worker is killed,
+    # so the kill lands mid-job however fast the batches run.
+    gate = threading.Event()
 
-    job = wait_job(api_a, job_id)
+    def held(path: str) -> tuple[int, dict[str, str], bytes]:
+        gate.wait(120)
+        return 200, {"Content-Type": "image/png"}, images[int(path.rsplit("/", 1)[1])]
+
+    with serve_http(held) as url:
+        items = [{"upload_id": u, "metadata": {"n": i}} for i, u in enumerate(upload_ids)]
+        items += [{"url": f"{url}/img/{i}", "metadata": {"n": i}} for i in range(half, IMAGES)]
+        # The job goes in through the other replica: uploads live in Redis and the bucket.
+        response = api_b.post("/v1/jobs/embed", json={"collection": "fleet", "items": items})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        wait_for(
+            lambda: api_a.get(f"/v1/jobs/{job_id}").json()["progress"]["succeeded"] >= half,
+            120,
+            "the uploaded half to be embedded",
+        )
+        victim = fleet.workers.procs.pop("embed-1")
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert api_a.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
+        gate.set()
+        job = wait_job(api_a, job_id)
+
     assert job["state"] == "completed", job
     assert job["progress"] == {"total": IMAGES, "succeeded": IMAGES, "failed": 0}
     asset_ids = job["result"]["asset_ids"]
@@ -222,9 +238,12 @@ def test_embed_over_two_workers_one_killed_then_search_and_generate(fleet: Fleet
     assert embed['assetrag_embed_images_total{"outcome": "stored"}'] >= BATCH
     assert embed['assetrag_embed_batch_stage_seconds_count{"stage": "encode"}'] >= 1
     assert any(k.startswith("assetrag_model_load_seconds{") for k in embed)
+    # the survivor ran the last batch, which ended the job
+    assert embed['assetrag_jobs_finished_total{"kind": "embed", "state": "completed"}'] == 1
     gemini = scrape(fleet.metrics["generate"])
     assert gemini['assetrag_gemini_request_seconds_count{"outcome": "ok"}'] >= 1
     assert gemini["assetrag_gemini_retries_total{}"] >= 1
+    assert gemini['assetrag_jobs_finished_total{"kind": "generate", "state": "completed"}'] == 1
     assert (
         gemini['assetrag_tasks_total{"outcome": "success", "task": "assetrag.generate.run"}'] >= 1
     )
