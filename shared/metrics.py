@@ -63,6 +63,12 @@ def observe_batch(stored: int, failed: int, timings: dict[str, float]) -> None:
 
 def serve_metrics(host: str, port: int) -> None:
     """Serves this process's metrics over HTTP in a daemon thread (port 0: none)."""
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host)
-        log.info("metrics on http://%s:%d/metrics", host, port)
+    except OSError as exc:
+        # Work matters more than its metrics: say so loudly and keep serving.
+        log.error("cannot serve metrics on %s:%d (%s); this process exports none", host, port, exc)
+        return
+    log.info("metrics on http://%s:%d/metrics", host, port)

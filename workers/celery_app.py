@@ -114,6 +114,8 @@ def _setup_logging(**_: Any) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
+# When each running task started (by task id), for assetrag_task_seconds: prerun and postrun
+# are separate signals, and a thread pool runs several tasks at once.
 _started: dict[str, float] = {}
 
 

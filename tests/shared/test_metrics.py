@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.stack import free_port
@@ -39,8 +40,14 @@ def test_batches_are_counted_and_timed_by_stage() -> None:
     assert moved("assetrag_embed_batch_stage_seconds_sum", stage="encode") == 1.5
 
 
-def test_port_zero_serves_nothing() -> None:
+def test_port_zero_serves_nothing_and_a_busy_port_is_logged_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     serve_metrics("127.0.0.1", 0)  # no server, no error
+    port = free_port()
+    serve_metrics("127.0.0.1", port)
+    serve_metrics("127.0.0.1", port)  # a second worker configured onto the same port
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
 
 
 def test_gemini_calls_are_timed_and_retries_counted(fake_gemini: Any) -> None:
