@@ -60,6 +60,12 @@ STATUS: dict[ErrorCode, int] = {
     E.model_not_loaded: 503,
     E.vector_store_unavailable: 503,
     E.redis_unavailable: 503,
+    E.option_not_supported: 422,
+    E.webhook_not_configured: 503,
+    E.job_not_finished: 409,
+    E.unsupported_url: 422,
+    E.unresolvable_host: 422,
+    E.forbidden_address: 422,
 }
 # Every route can answer these: a body or parameter that fails validation, a Milvus or Redis
 # that is down, and (with API keys on) a missing key or a spent rate limit.
