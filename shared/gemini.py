@@ -696,7 +696,11 @@ class GeminiBatches:
                     if response is not None
                     else None
                 )
-                error = types.JobError(**row["error"]) if row.get("error") else None
+                error = (
+                    types.JobError._from_response(response=row["error"], kwargs={})
+                    if row.get("error")
+                    else None
+                )
                 if key is not None:
                     outcomes[str(key)] = self._outcome(parsed, error)
         return state, outcomes
