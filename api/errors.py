@@ -127,7 +127,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
-    return error_response(code, str(exc.detail), headers, status=exc.status_code)
+    # Starlette's own 400 (a multipart body it cannot parse) is a request that fails
+    # validation: answered as one, with the status every route documents for it.
+    status = status_of(code) if exc.status_code == 400 else exc.status_code
+    return error_response(code, str(exc.detail), headers, status=status)
 
 
 def allowed_methods(request: Request) -> list[str]:

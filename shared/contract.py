@@ -317,6 +317,7 @@ class EmbedRequest(BaseModel):
     items: list[EmbedItem] = Field(default_factory=list)
     directory: DirectorySpec | None = None
     webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
     @model_validator(mode="after")
     def _something(self) -> EmbedRequest:
@@ -398,6 +399,7 @@ class SearchRequest(Strict):
     )
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
 # Every aspect ratio and size some supported model takes; which model takes which is the
@@ -462,6 +464,10 @@ class GenerateItem(Strict):
         default_factory=dict, description="kept on the item's result and its saved assets"
     )
 
+    _no_nulls = field_validator("references", "aspect_ratio", "image_size", mode="before")(
+        _not_null
+    )
+
 
 class GenerateRequest(Strict):
     model_config = _exactly_one("prompt", "items")
@@ -490,6 +496,7 @@ class GenerateRequest(Strict):
         "Gemini's Batch API at half the price, within 24 hours",
     )
     webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
     _no_nulls = field_validator("prompt", "items", mode="before")(_not_null)
 
@@ -507,14 +514,15 @@ class GenerateRequest(Strict):
         """The job's generations: its items with the request's defaults filled in, or the
         single prompt as one item."""
         if self.items is None:
+            options: dict[str, Any] = {
+                "references": self.references,
+                "aspect_ratio": self.aspect_ratio,
+                "image_size": self.image_size,
+            }
+            # built from the fields set (the item refuses an explicit null)
+            given = {name: value for name, value in options.items() if value is not None}
             return [
-                GenerateItem(
-                    prompt=str(self.prompt),
-                    references=self.references,
-                    count=self.count,
-                    aspect_ratio=self.aspect_ratio,
-                    image_size=self.image_size,
-                )
+                GenerateItem.model_validate({"prompt": self.prompt, "count": self.count, **given})
             ]
         return [
             item.model_copy(
@@ -553,6 +561,7 @@ class ReindexRequest(Strict):
         "until DELETE /v1/collections/{name}/versions/{n})",
     )
     webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
 class ReindexJob(ReindexRequest):
@@ -573,6 +582,7 @@ class DuplicatesRequest(Strict):
         description="the least cosine similarity at which two assets count as duplicates",
     )
     webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
 # ── results ─────────────────────────────────────────────────────────────────────────────────
@@ -778,6 +788,10 @@ class ServiceMeta(BaseModel):
     max_upload_bytes: int
     clip_model: str
     generator_configured: bool
+    generator_model: str = Field(default="", description="the Gemini image model in use")
+    generate_modes: list[str] = Field(default_factory=lambda: list(get_args(GenerateMode)))
+    max_generate_items: int = 0
+    max_references: int = MAX_REFERENCES
 
 
 def field_bounds(model: type[BaseModel], name: str) -> Bounds:
@@ -795,15 +809,26 @@ def service_meta(
     max_upload_bytes: int,
     clip_model: str,
     generator_configured: bool,
+    generator_model: str = "",
+    max_generate_items: int = 0,
+    model_options: tuple[int, frozenset[str], frozenset[str]] | None = None,
 ) -> ServiceMeta:
+    """`model_options`: (references, image sizes, aspect ratios) the image model takes, when
+    known; the lists then hold only those."""
+    ratios, sizes = list(get_args(AspectRatio)), list(get_args(ImageSize))
+    max_references = MAX_REFERENCES
+    if model_options is not None:
+        max_references, taken_sizes, taken_ratios = model_options
+        ratios = [r for r in ratios if r in taken_ratios]
+        sizes = [s for s in sizes if s in taken_sizes]
     return ServiceMeta(
         job_states=[s.value for s in JobState],
         terminal_states=sorted(TERMINAL_STATES),
         cancellable_states=sorted(ACTIVE_STATES),
         job_kinds=[k.value for k in JobKind],
         search_modes=[m.value for m in SearchMode],
-        aspect_ratios=list(get_args(AspectRatio)),
-        image_sizes=list(get_args(ImageSize)),
+        aspect_ratios=ratios,
+        image_sizes=sizes,
         thumbnail_sizes=list(THUMBNAIL_SIZES),
         default_thumbnail_size=DEFAULT_THUMBNAIL_SIZE,
         collection_name_pattern=COLLECTION_NAME_RE.pattern,
@@ -815,6 +840,9 @@ def service_meta(
         max_upload_bytes=max_upload_bytes,
         clip_model=clip_model,
         generator_configured=generator_configured,
+        generator_model=generator_model,
+        max_generate_items=max_generate_items,
+        max_references=max_references,
     )
 
 
