@@ -100,7 +100,7 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
     if not ctx.jobs.await_upstream(
         job_id, UPSTREAM, collect, len(generations), result, then, batch
     ):
-        ctx.batches().cancel(name)  # the job was cancelled while the batch was being sent
+        cancel_upstream(ctx, job_id, name)  # the job was cancelled while the batch was sent
     return name
 
 
@@ -117,11 +117,9 @@ def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
         if not name:
             ctx.jobs.forget_batch(job_id)
             continue
+        if state == JobState.cancelling and not info.get("cancel_sent"):
+            cancel_upstream(ctx, job_id, name)
         try:
-            if state == JobState.cancelling and not info.get("cancel_sent"):
-                ctx.batches().cancel(name)
-                ctx.jobs.set_batch_info(job_id, cancel_sent="1")
-                log.info("job %s: cancelled Gemini batch %s", job_id, name)
             upstream = ctx.batches().state(name)
         except GenerationError as exc:
             log.warning("job %s: could not ask Gemini about batch %s: %s", job_id, name, exc)
@@ -136,6 +134,17 @@ def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
         else:
             ctx.jobs.touch(job_id)  # alive: the watchdog leaves it alone
     return seen
+
+
+def cancel_upstream(ctx: WorkerContext, job_id: str, name: str) -> None:
+    """Passes a cancel on, once: a batch that ended meanwhile refuses it, and is then
+    collected as it is."""
+    try:
+        ctx.batches().cancel(name)
+        log.info("job %s: cancelled Gemini batch %s", job_id, name)
+    except GenerationError as exc:
+        log.warning("job %s: Gemini did not cancel batch %s: %s", job_id, name, exc)
+    ctx.jobs.set_batch_info(job_id, cancel_sent="1")
 
 
 def collect_batch(ctx: WorkerContext, job_id: str) -> int:
