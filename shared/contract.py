@@ -662,6 +662,11 @@ class GenerateResult(Result):
         default=None, description="per item, for a job submitted with items"
     )
     batch: str | None = Field(default=None, description="the Gemini batch (mode batch)")
+    batch_state: str | None = Field(
+        default=None,
+        description="the Gemini batch's state as last seen (JOB_STATE_PENDING, _RUNNING, "
+        "_SUCCEEDED, ...)",
+    )
 
 
 class ResultLine(BaseModel):

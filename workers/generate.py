@@ -333,7 +333,7 @@ def finish_generate(ctx: WorkerContext, job_id: str) -> None:
         return
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
     items = [GeneratedItem.model_validate(raw) for _, raw in sorted(ctx.jobs.items(job_id).items())]
-    batch = ctx.jobs.batch_info(job_id).get("name") if request.mode == "batch" else None
+    batch = ctx.jobs.batch_info(job_id) if request.mode == "batch" else {}
     result = GenerateResult(
         images=[image for item in items for image in item.images],
         text="",
@@ -341,7 +341,8 @@ def finish_generate(ctx: WorkerContext, job_id: str) -> None:
         model=ctx.settings.gemini_model,
         mode=request.mode,
         items=items,
-        batch=batch,
+        batch=batch.get("name"),
+        batch_state=batch.get("state"),
     )
     ctx.jobs.complete(job_id, result)
 

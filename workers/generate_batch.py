@@ -22,6 +22,7 @@ from shared.contract import (
     TERMINAL_STATES,
     ErrorCode,
     GenerateRequest,
+    GenerateResult,
     ItemError,
     JobState,
     Progress,
@@ -126,7 +127,7 @@ def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
             continue
         seen.append((job_id, upstream))
         if upstream != info.get("state"):
-            ctx.jobs.set_batch_info(job_id, state=upstream)
+            show_state(ctx, job_id, upstream)
         if upstream in BATCH_DONE_STATES:
             # sent before forgetting: a crash in between leaves the batch to the next round
             ctx.jobs.resend_work(job_id, UPSTREAM, ctx.queue.message(COLLECT_BATCH, job_id))
@@ -134,6 +135,14 @@ def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
         else:
             ctx.jobs.touch(job_id)  # alive: the watchdog leaves it alone
     return seen
+
+
+def show_state(ctx: WorkerContext, job_id: str, upstream: str) -> None:
+    """Keeps the batch's state beside the job, and in its result for clients to see."""
+    ctx.jobs.set_batch_info(job_id, state=upstream)
+    job = ctx.jobs.get(job_id)
+    if job is not None and not job.finished and isinstance(job.result, GenerateResult):
+        ctx.jobs.set_result(job_id, job.result.model_copy(update={"batch_state": upstream}))
 
 
 def cancel_upstream(ctx: WorkerContext, job_id: str, name: str) -> None:

@@ -139,6 +139,7 @@ def test_a_batch_maps_answers_back_and_reports_a_blocked_item(
     assert [(e["index"], e["code"]) for e in done["errors"]] == [(2, "blocked")]
     result = done["result"]
     assert result["mode"] == "batch" and result["batch"].startswith("batches/")
+    assert result["batch_state"] == "JOB_STATE_SUCCEEDED"
     assert fake_gemini.batch_requests(result["batch"]) == 6
     batched = [r for r in fake_gemini.requests if r.batch == result["batch"]]
     assert {r.prompt for r in batched} == {i["prompt"] for i in items}
