@@ -30,7 +30,6 @@ from pydantic import BaseModel
 
 from shared import job_scripts, keys
 from shared.contract import (
-    TERMINAL_STATES,
     Cluster,
     ErrorInfo,
     ItemError,
@@ -619,8 +618,7 @@ class JobStore:
     def _settled(self, job_id: str) -> None:
         """After dropping work: if that ended the job (a cancelling job's last work), what
         follows an end."""
-        state = self.state(job_id)
-        if state is not None and state in TERMINAL_STATES:
+        if self.state(job_id) == JobState.cancelled:  # the only end dropping work can bring
             self._expire(job_id)
 
 

@@ -101,7 +101,8 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
     if not ctx.jobs.await_upstream(
         job_id, UPSTREAM, collect, len(generations), result, then, batch
     ):
-        cancel_upstream(ctx, job_id, name)  # the job was cancelled while the batch was sent
+        # the job was cancelled while the batch was sent (and has ended: nothing to record)
+        cancel_upstream(ctx, job_id, name, record=False)
     return name
 
 
@@ -145,7 +146,7 @@ def show_state(ctx: WorkerContext, job_id: str, upstream: str) -> None:
         ctx.jobs.set_result(job_id, job.result.model_copy(update={"batch_state": upstream}))
 
 
-def cancel_upstream(ctx: WorkerContext, job_id: str, name: str) -> None:
+def cancel_upstream(ctx: WorkerContext, job_id: str, name: str, record: bool = True) -> None:
     """Passes a cancel on, once: a batch that ended meanwhile refuses it, and is then
     collected as it is."""
     try:
@@ -153,7 +154,8 @@ def cancel_upstream(ctx: WorkerContext, job_id: str, name: str) -> None:
         log.info("job %s: cancelled Gemini batch %s", job_id, name)
     except GenerationError as exc:
         log.warning("job %s: Gemini did not cancel batch %s: %s", job_id, name, exc)
-    ctx.jobs.set_batch_info(job_id, cancel_sent="1")
+    if record:
+        ctx.jobs.set_batch_info(job_id, cancel_sent="1")
 
 
 def collect_batch(ctx: WorkerContext, job_id: str) -> int:

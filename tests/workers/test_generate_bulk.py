@@ -317,3 +317,28 @@ def test_webhook_backoff_grows_and_is_bounded() -> None:
     assert 1 <= backoff_s(1) <= 2
     assert backoff_s(4) > backoff_s(1)
     assert backoff_s(50) <= 601
+
+
+def test_a_job_cancelled_while_its_batch_is_sent_cancels_the_batch(
+    client: TestClient,
+    ctx: WorkerContext,
+    fake_gemini: FakeGemini,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches = ctx.batches()
+    send = batches.create
+    ids: list[str] = []
+
+    def send_then_cancel(requests: Any, display_name: str) -> tuple[str, bool]:
+        made = send(requests, display_name)
+        assert client.post(f"/v1/jobs/{ids[0]}/cancel").json()["state"] == "cancelling"
+        return made
+
+    monkeypatch.setattr(batches, "create", send_then_cancel)
+    ids.append(submit(client, items=[{"prompt": "late"}], mode="batch")["id"])
+    run_queued(ctx)
+    done = job(client, ids[0])
+    assert done["state"] == "cancelled"
+    [name] = [n for n, b in fake_gemini.batches.items() if b.display_name == f"assetrag-{ids[0]}"]
+    assert name in fake_gemini.batch_cancels
+    assert not ctx.redis.sismember(keys.GEMINI_BATCHES, ids[0])
