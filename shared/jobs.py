@@ -502,6 +502,20 @@ class JobStore:
                 except redis.WatchError:
                     continue
 
+    def wait_upstream_again(self, job_id: str, work_id: str, name: str) -> None:
+        """Gives started upstream work back to the batch poller (its answers could not be
+        read this time); the work's attempts so far are kept."""
+        raw = self.redis.hget(keys.job_work(job_id), work_id)
+        if raw is None:
+            return
+        entry = WorkEntry.model_validate_json(raw).model_copy(
+            update={"started_by": f"{UPSTREAM_RUNNER}{name}", "started_at": time.time()}
+        )
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job_work(job_id), work_id, entry.dump())
+        pipe.sadd(keys.GEMINI_BATCHES, job_id)
+        pipe.execute()
+
     def batch_info(self, job_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(keys.job_batch(job_id))
         return {_text(k): _text(v) for k, v in raw.items()}

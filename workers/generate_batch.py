@@ -173,6 +173,12 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
     try:
         state, answers = ctx.batches().results(info["name"], json.loads(info.get("keys", "[]")))
     except GenerationError as exc:
+        entry = ctx.jobs.work(job_id).get(UPSTREAM)
+        if entry is not None and entry.attempts < ctx.settings.work_attempts:
+            # a paid batch's answers are worth another try: back to the poller
+            log.warning("job %s: could not read batch %s (%s); later", job_id, info["name"], exc)
+            ctx.jobs.wait_upstream_again(job_id, UPSTREAM, info["name"])
+            return 0
         state, answers = f"unreadable ({exc})", {}
     cancelling = ctx.jobs.state(job_id) == JobState.cancelling
     generations = request.generations()

@@ -342,3 +342,27 @@ def test_a_job_cancelled_while_its_batch_is_sent_cancels_the_batch(
     [name] = [n for n, b in fake_gemini.batches.items() if b.display_name == f"assetrag-{ids[0]}"]
     assert name in fake_gemini.batch_cancels
     assert not ctx.redis.sismember(keys.GEMINI_BATCHES, ids[0])
+
+
+def test_answers_that_cannot_be_read_are_read_again_later(
+    client: TestClient, ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.contract import ErrorCode
+    from shared.gemini import GenerationError
+
+    batches = ctx.batches()
+    read = batches.results
+    calls: list[str] = []
+
+    def flaky(name: str, keys_: list[str]) -> Any:
+        calls.append(name)
+        if len(calls) == 1:
+            raise GenerationError(ErrorCode.upstream_error, "download failed", status=503)
+        return read(name, keys_)
+
+    monkeypatch.setattr(batches, "results", flaky)
+    created = submit(client, items=[{"prompt": "patient"}], mode="batch")
+    follow_batch(ctx, created["id"])
+    done = job(client, created["id"])
+    assert done["state"] == "completed" and done["progress"]["succeeded"] == 1, done
+    assert len(calls) == 2
