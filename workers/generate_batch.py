@@ -75,11 +75,17 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
         failed = len(generations)
         ctx.jobs.complete(job_id, result, Progress(total=failed, failed=failed), errors)
         return None
-    try:
-        name, as_file = ctx.batches().create(requests, f"assetrag-{job_id}")
-    except GenerationError as exc:
-        ctx.jobs.fail(job_id, exc.code, str(exc))
-        return None
+    sent = ctx.jobs.batch_info(job_id)
+    if sent.get("name"):
+        # this task was delivered again after sending: the batch exists, send nothing twice
+        name, as_file = sent["name"], sent.get("input") == "file"
+    else:
+        try:
+            name, as_file = ctx.batches().create(requests, f"assetrag-{job_id}")
+        except GenerationError as exc:
+            ctx.jobs.fail(job_id, exc.code, str(exc))
+            return None
+        ctx.jobs.set_batch_info(job_id, name=name, input="file" if as_file else "inline")
     log.info(
         "job %s: %d request(s) sent to Gemini as batch %s (%s)",
         job_id,

@@ -366,3 +366,20 @@ def test_answers_that_cannot_be_read_are_read_again_later(
     done = job(client, created["id"])
     assert done["state"] == "completed" and done["progress"]["succeeded"] == 1, done
     assert len(calls) == 2
+
+
+def test_a_redelivered_first_task_sends_no_second_batch(
+    client: TestClient, ctx: WorkerContext, fake_gemini: FakeGemini
+) -> None:
+    from shared.contract import GenerateRequest
+    from workers.generate_batch import submit_batch
+
+    created = submit(client, items=[{"prompt": "once"}, {"prompt": "only"}], mode="batch")
+    run_queued(ctx)
+    name = ctx.jobs.batch_info(created["id"])["name"]
+    request = GenerateRequest.model_validate(ctx.jobs.request(created["id"]))
+    assert submit_batch(ctx, created["id"], request) == name  # as a redelivery would
+    mine = [b for b in fake_gemini.batches.values() if b.display_name.endswith(created["id"])]
+    assert len(mine) == 1
+    follow_batch(ctx, created["id"])
+    assert job(client, created["id"])["progress"]["succeeded"] == 2
