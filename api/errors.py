@@ -61,6 +61,12 @@ STATUS: dict[ErrorCode, int] = {
     E.vector_store_unavailable: 503,
     E.redis_unavailable: 503,
     E.blob_store_unavailable: 503,
+    E.option_not_supported: 422,
+    E.webhook_not_configured: 503,
+    E.job_not_finished: 409,
+    E.unsupported_url: 422,
+    E.unresolvable_host: 422,
+    E.forbidden_address: 422,
 }
 # Every route can answer these: a body or parameter that fails validation, a Milvus, Redis or
 # blob store that is down, and (with API keys on) a missing key or a spent rate limit.
@@ -123,7 +129,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
-    return error_response(code, str(exc.detail), headers, status=exc.status_code)
+    # Starlette's own 400 (a multipart body it cannot parse) is a request that fails
+    # validation: answered as one, with the status every route documents for it.
+    status = status_of(code) if exc.status_code == 400 else exc.status_code
+    return error_response(code, str(exc.detail), headers, status=status)
 
 
 def allowed_methods(request: Request) -> list[str]:

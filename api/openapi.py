@@ -24,6 +24,8 @@ def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]
         ("SearchQuery", "text"): query,
         ("AssetReferences", "query"): query,
         ("GenerateRequest", "prompt"): {"maxLength": settings.max_prompt_chars},
+        ("GenerateItem", "prompt"): {"maxLength": settings.max_prompt_chars},
+        ("GenerateRequest", "items"): {"maxItems": settings.max_generate_items},
         ("EmbedRequest", "items"): {"maxItems": settings.max_items_per_job},
         # the models this server offers to re-index to
         ("ReindexRequest", "model"): {"enum": settings.allowed_models},

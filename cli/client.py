@@ -29,6 +29,7 @@ from shared.contract import (
     JobSummary,
     Page,
     ReindexRequest,
+    ResultLine,
     Upload,
     UploadsResponse,
 )
@@ -198,6 +199,11 @@ class AssetragClient:
         params = {"kind": kind, "state": state, "limit": limit, "cursor": cursor}
         given = {k: str(v) for k, v in params.items() if v is not None}
         return self._model(Page[JobSummary], "GET", contract.JOBS_PATH, params=given)
+
+    def results(self, job_id: str) -> list[ResultLine]:
+        """The finished job's results file, one line per item."""
+        response = self._request("GET", contract.results_path(job_id))
+        return [ResultLine.model_validate_json(line) for line in response.text.splitlines() if line]
 
     def cancel_job(self, job_id: str) -> Job:
         return self._model(Job, "POST", f"{contract.job_path(job_id)}/cancel")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -708,13 +709,50 @@ def _save_image(data: bytes, mime_type: str, path: Path) -> None:
         img.save(path)
 
 
+def read_items(path: Path) -> list[dict[str, Any]]:
+    """A prompts file: JSON Lines, each line an item object (`prompt`, `references`, `count`,
+    `aspect_ratio`, `image_size`, `metadata`) or a bare JSON string (a prompt); blank lines and
+    lines starting with # are skipped."""
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _fail(f"error usage: {path}:{number} is not JSON ({exc.msg})")
+        if isinstance(value, str):
+            value = {"prompt": value}
+        if not isinstance(value, dict):
+            _fail(f"error usage: {path}:{number} must be an object or a string")
+        items.append(value)
+    if not items:
+        _fail(f"error usage: {path} holds no items")
+    return items
+
+
 @app.command()
 def generate(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="What to make.")],
     collection: Annotated[
         str, typer.Option("--collection", "-c", help="Collection the references come from.")
     ],
+    prompt: Annotated[str | None, typer.Argument(help="What to make.")] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            exists=True,
+            dir_okay=False,
+            help="Many prompts: a JSON Lines file, one item (or prompt string) per line.",
+        ),
+    ] = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch", help="Through Gemini's Batch API: half the price, within 24 hours."
+        ),
+    ] = False,
     ref: Annotated[
         list[str] | None,
         typer.Option("--ref", help=f"Reference asset id (repeatable, up to {MAX_REFERENCES})."),
@@ -727,50 +765,128 @@ def generate(
     ] = 3,
     count: Annotated[int, typer.Option(min=1, max=4, help="Images to make.")] = 1,
     aspect_ratio: Annotated[
-        str | None, typer.Option("--aspect-ratio", help="1:1, 3:2, 16:9, ...")
+        str | None, typer.Option("--aspect-ratio", help="1:1, 3:2, 16:9, 1:8, ...")
     ] = None,
-    image_size: Annotated[str | None, typer.Option("--image-size", help="1K, 2K or 4K.")] = None,
+    image_size: Annotated[
+        str | None, typer.Option("--image-size", help="512, 1K, 2K or 4K.")
+    ] = None,
     save: Annotated[
         bool,
         typer.Option("--save/--no-save", help="Store the results in the collection too."),
     ] = False,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="URL to POST the finished job to (signed).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")
+    ] = True,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Image file to write [default: generated-<id>.png]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Image file to write [default: generated-<id>.png]; with --from, a folder "
+            "[default: generated-<id>/] for the images and results.jsonl.",
+        ),
     ] = None,
 ) -> None:
     """Generate images from a prompt and references from a collection (chosen by id with
-    --ref, or by a text search with --query; with neither, from the prompt alone)."""
+    --ref, or by a text search with --query; with neither, from the prompt alone). With
+    --from, many prompts in one job; the options given here are their defaults."""
     if ref and query:
         _fail("error usage: give references with --ref ID... or --query TEXT, not both")
+    if (prompt is None) == (from_file is None):
+        _fail("error usage: give a PROMPT or --from FILE (one of them)")
     references = None
     if ref:
         references = _validated(lambda: AssetReferences(asset_ids=list(ref)))
     elif query:
         references = _validated(lambda: AssetReferences(query=query, top_k=top_k))
-    request = _validated(
-        lambda: GenerateRequest.model_validate(
-            {
-                "prompt": prompt,
-                "collection": collection,
-                "references": references,
-                "save_to_collection": save,
-                "count": count,
-                "aspect_ratio": aspect_ratio,
-                "image_size": image_size,
-            }
-        )
-    )
+    body: dict[str, Any] = {
+        "collection": collection,
+        "references": references,
+        "save_to_collection": save,
+        "aspect_ratio": aspect_ratio,
+        "image_size": image_size,
+        "mode": "batch" if batch else "interactive",
+        "webhook": webhook,
+    }
+    if from_file is not None:
+        body["items"] = read_items(from_file)
+    else:
+        body |= {"prompt": prompt, "count": count}
+    given = {k: v for k, v in body.items() if v is not None}
+    request = _validated(lambda: GenerateRequest.model_validate(given))
     with _handle_errors(ctx), _client(ctx) as client:
         job = client.submit(
-            JobKind.generate, request, wait=SUBMIT_WAIT_S, idempotency_key=str(uuid.uuid4())
+            JobKind.generate,
+            request,
+            wait=SUBMIT_WAIT_S if wait and not batch else None,
+            idempotency_key=str(uuid.uuid4()),
         )
-        err.print(f"generate job {job.id}")
+        mode = "batch " if batch else ""
+        err.print(f"generate {mode}job {job.id}")
+        if not wait:
+            console.print(job.id)
+            err.print(f"follow it with `assetrag jobs {job.id}`; `assetrag results {job.id}`")
+            return
         job = _finish(client, job, "generate")
+        if request.bulk:
+            _save_bulk(client, job, output)
+            return
         if job.state != JobState.completed or not isinstance(job.result, GenerateResult):
             code, message = (job.error.code, job.error.message) if job.error else (job.state, "")
             _fail(f"error {code}: {message or 'generation did not complete'}", EXIT_JOB_FAILED)
         _save_outputs(client, job.id, job.result, output)
+
+
+def _save_bulk(client: AssetragClient, job: Job, output: Path | None) -> None:
+    """Every item's images and the results file into one folder."""
+    if job.error is not None:
+        _fail(f"error {job.error.code}: {job.error.message}", EXIT_JOB_FAILED)
+    folder = output or Path(f"generated-{job.id[:8]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = client.results(job.id)
+    for line in lines:
+        if line.status != "succeeded" or not isinstance(line.result, dict):
+            message = line.error.message if line.error else line.status
+            err.print(f"[yellow]item {line.index}: {escape(message)}[/yellow]")
+            continue
+        for n, image in enumerate(line.result.get("images", [])):
+            ext = image["mime_type"].split("/")[-1].replace("jpeg", "jpg")
+            path = folder / f"item-{line.index:04d}-{n}.{ext}"
+            path.write_bytes(client.content(image["content_url"]))
+    (folder / "results.jsonl").write_text(
+        "".join(line.model_dump_json(exclude_none=True) + "\n" for line in lines)
+    )
+    p = job.progress
+    console.print(
+        f"{job.state.value}: {p.succeeded} of {p.total} item(s) made images, {p.failed} failed; "
+        f"saved to {escape(str(folder))}/"
+    )
+    if job.state != JobState.completed or p.succeeded == 0:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+@app.command()
+def results(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="A finished job.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """A finished job's results as JSON Lines: one line per item (index, status, result or
+    error)."""
+    with _handle_errors(ctx), _client(ctx) as client:
+        text = "".join(
+            line.model_dump_json(exclude_none=True) + "\n" for line in client.results(job_id)
+        )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {escape(str(output))}")
 
 
 def _save_outputs(

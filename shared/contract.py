@@ -86,6 +86,8 @@ class ErrorCode(StrEnum):
     query_too_long = "query_too_long"
     prompt_too_long = "prompt_too_long"
     too_many_items = "too_many_items"
+    option_not_supported = "option_not_supported"
+    webhook_not_configured = "webhook_not_configured"
     # things that do not exist
     collection_not_found = "collection_not_found"
     asset_not_found = "asset_not_found"
@@ -99,6 +101,7 @@ class ErrorCode(StrEnum):
     model_mismatch = "model_mismatch"
     job_finished = "job_finished"
     job_kind_mismatch = "job_kind_mismatch"
+    job_not_finished = "job_not_finished"
     version_in_use = "version_in_use"
     reindex_running = "reindex_running"
     # search
@@ -258,6 +261,17 @@ Text = Annotated[
 ]
 
 
+Webhook = Annotated[
+    HttpUrl,
+    Field(
+        max_length=2048,
+        description="called once when the job ends: a POST of the final job, signed as the "
+        "Standard Webhooks specification says (webhook-id, webhook-timestamp, "
+        "webhook-signature)",
+    ),
+]
+
+
 class EmbedItem(BaseModel):
     model_config = _exactly_one("upload_id", "path", "url")
 
@@ -303,6 +317,8 @@ class EmbedRequest(BaseModel):
     collection: CollectionName
     items: list[EmbedItem] = Field(default_factory=list)
     directory: DirectorySpec | None = None
+    webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
     @model_validator(mode="after")
     def _something(self) -> EmbedRequest:
@@ -383,10 +399,34 @@ class SearchRequest(Strict):
         json_schema_extra={"additionalProperties": False},
     )
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
-AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
-ImageSize = Literal["1K", "2K", "4K"]
+# Every aspect ratio and size some supported model takes; which model takes which is the
+# capability table in shared/rules.py, checked at submit.
+AspectRatio = Literal[
+    "1:1",
+    "2:3",
+    "3:2",
+    "3:4",
+    "4:3",
+    "4:5",
+    "5:4",
+    "9:16",
+    "16:9",
+    "21:9",
+    "1:4",
+    "4:1",
+    "1:8",
+    "8:1",
+]
+ImageSize = Literal["512", "1K", "2K", "4K"]
+GenerateMode = Literal["interactive", "batch"]
+MAX_VARIANTS = 4
+# Images kept per item: an item's images are numbered index * IMAGES_PER_ITEM + n, so items
+# finishing side by side never share a number.
+IMAGES_PER_ITEM = 16
 
 
 class AssetReferences(BaseModel):
@@ -407,15 +447,94 @@ class AssetReferences(BaseModel):
             raise ValueError("references need exactly one of asset_ids or query")
         return self
 
+    @property
+    def most(self) -> int:
+        """How many reference images this asks for at most."""
+        return len(self.asset_ids) if self.asset_ids is not None else self.top_k
+
+
+class GenerateItem(Strict):
+    """One generation of a bulk job; what it leaves out comes from the request."""
+
+    prompt: Text
+    references: AssetReferences | SkipJsonSchema[None] = None
+    count: Integer = Field(default=1, ge=1, le=MAX_VARIANTS)
+    aspect_ratio: AspectRatio | SkipJsonSchema[None] = None
+    image_size: ImageSize | SkipJsonSchema[None] = None
+    metadata: Metadata = Field(
+        default_factory=dict, description="kept on the item's result and its saved assets"
+    )
+
+    _no_nulls = field_validator("references", "aspect_ratio", "image_size", mode="before")(
+        _not_null
+    )
+
 
 class GenerateRequest(Strict):
-    prompt: Text
+    model_config = _exactly_one("prompt", "items")
+
+    prompt: Text | SkipJsonSchema[None] = None
+    items: (
+        Annotated[
+            list[GenerateItem],
+            Field(
+                min_length=1,
+                description="many generations in one job (ASSETRAG_MAX_GENERATE_ITEMS at "
+                "most); references, aspect_ratio and image_size below are their defaults",
+            ),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
     collection: CollectionName
     references: AssetReferences | None = None
     save_to_collection: bool = False
-    count: Integer = Field(default=1, ge=1, le=4)
+    count: Integer = Field(default=1, ge=1, le=MAX_VARIANTS)
     aspect_ratio: AspectRatio | None = None
     image_size: ImageSize | None = None
+    mode: GenerateMode = Field(
+        default="interactive",
+        description="interactive: Gemini's regular API, images in seconds to minutes; batch: "
+        "Gemini's Batch API at half the price, within 24 hours",
+    )
+    webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
+
+    _no_nulls = field_validator("prompt", "items", mode="before")(_not_null)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> GenerateRequest:
+        if (self.prompt is None) == (self.items is None):
+            raise ValueError("give a prompt or items, not both")
+        return self
+
+    @property
+    def bulk(self) -> bool:
+        return self.items is not None
+
+    def generations(self) -> list[GenerateItem]:
+        """The job's generations: its items with the request's defaults filled in, or the
+        single prompt as one item."""
+        if self.items is None:
+            options: dict[str, Any] = {
+                "references": self.references,
+                "aspect_ratio": self.aspect_ratio,
+                "image_size": self.image_size,
+            }
+            # built from the fields set (the item refuses an explicit null)
+            given = {name: value for name, value in options.items() if value is not None}
+            return [
+                GenerateItem.model_validate({"prompt": self.prompt, "count": self.count, **given})
+            ]
+        return [
+            item.model_copy(
+                update={
+                    "references": item.references or self.references,
+                    "aspect_ratio": item.aspect_ratio or self.aspect_ratio,
+                    "image_size": item.image_size or self.image_size,
+                }
+            )
+            for item in self.items
+        ]
 
 
 class CollectionCreate(Strict):
@@ -443,6 +562,8 @@ class ReindexRequest(Strict):
         description="drop the version it replaces once the alias has moved (else it stays "
         "until DELETE /v1/collections/{name}/versions/{n})",
     )
+    webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
 class ReindexJob(ReindexRequest):
@@ -462,6 +583,8 @@ class DuplicatesRequest(Strict):
         le=1.0,
         description="the least cosine similarity at which two assets count as duplicates",
     )
+    webhook: Webhook | SkipJsonSchema[None] = None
+    _no_null_webhook = field_validator("webhook", mode="before")(_not_null)
 
 
 # ── results ─────────────────────────────────────────────────────────────────────────────────
@@ -518,13 +641,44 @@ class GeneratedImage(BaseModel):
     width: int
     height: int
     asset_id: str | None = None
+    item: int = Field(default=0, description="the index of the item that made it")
+
+
+class GeneratedItem(BaseModel):
+    """What one item of a generate job made (a line of its results file)."""
+
+    index: int
+    images: list[GeneratedImage]
+    text: str = ""
+    references: list[str] = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class GenerateResult(Result):
-    images: list[GeneratedImage]
+    images: list[GeneratedImage] = Field(description="every item's images, in item order")
     text: str
     references: list[str]
     model: str
+    mode: GenerateMode = "interactive"
+    items: list[GeneratedItem] | None = Field(
+        default=None, description="per item, for a job submitted with items"
+    )
+    batch: str | None = Field(default=None, description="the Gemini batch (mode batch)")
+    batch_state: str | None = Field(
+        default=None,
+        description="the Gemini batch's state as last seen (JOB_STATE_PENDING, _RUNNING, "
+        "_SUCCEEDED, ...)",
+    )
+
+
+class ResultLine(BaseModel):
+    """One line of GET /v1/jobs/{id}/results: an item's outcome, as OpenAI's batch output
+    file gives it."""
+
+    index: int
+    status: Literal["succeeded", "failed", "cancelled"]
+    result: Any = None
+    error: ErrorInfo | None = None
 
 
 class Cluster(BaseModel):
@@ -642,6 +796,10 @@ class ServiceMeta(BaseModel):
     clip_model: str
     models: list[str] = Field(description="the CLIP models a collection may be re-indexed to")
     generator_configured: bool
+    generator_model: str = Field(default="", description="the Gemini image model in use")
+    generate_modes: list[str] = Field(default_factory=lambda: list(get_args(GenerateMode)))
+    max_generate_items: int = 0
+    max_references: int = MAX_REFERENCES
 
 
 def field_bounds(model: type[BaseModel], name: str) -> Bounds:
@@ -660,15 +818,26 @@ def service_meta(
     clip_model: str,
     models: list[str],
     generator_configured: bool,
+    generator_model: str = "",
+    max_generate_items: int = 0,
+    model_options: tuple[int, frozenset[str], frozenset[str]] | None = None,
 ) -> ServiceMeta:
+    """`model_options`: (references, image sizes, aspect ratios) the image model takes, when
+    known; the lists then hold only those."""
+    ratios, sizes = list(get_args(AspectRatio)), list(get_args(ImageSize))
+    max_references = MAX_REFERENCES
+    if model_options is not None:
+        max_references, taken_sizes, taken_ratios = model_options
+        ratios = [r for r in ratios if r in taken_ratios]
+        sizes = [s for s in sizes if s in taken_sizes]
     return ServiceMeta(
         job_states=[s.value for s in JobState],
         terminal_states=sorted(TERMINAL_STATES),
         cancellable_states=sorted(ACTIVE_STATES),
         job_kinds=[k.value for k in JobKind],
         search_modes=[m.value for m in SearchMode],
-        aspect_ratios=list(get_args(AspectRatio)),
-        image_sizes=list(get_args(ImageSize)),
+        aspect_ratios=ratios,
+        image_sizes=sizes,
         thumbnail_sizes=list(THUMBNAIL_SIZES),
         default_thumbnail_size=DEFAULT_THUMBNAIL_SIZE,
         collection_name_pattern=COLLECTION_NAME_RE.pattern,
@@ -681,6 +850,9 @@ def service_meta(
         clip_model=clip_model,
         models=models,
         generator_configured=generator_configured,
+        generator_model=generator_model,
+        max_generate_items=max_generate_items,
+        max_references=max_references,
     )
 
 
@@ -736,6 +908,14 @@ def versions_path(name: str) -> str:
 
 def reindex_path(name: str) -> str:
     return f"{collection_path(name)}/reindex"
+
+
+def results_path(job_id: str) -> str:
+    return f"{job_path(job_id)}/results"
+
+
+def generated_image_number(index: int, n: int) -> int:
+    return index * IMAGES_PER_ITEM + n
 
 
 def clusters_path(job_id: str) -> str:

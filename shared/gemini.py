@@ -34,13 +34,17 @@ No API key: the generator can still be built (so workers start without one) and
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import io
+import json
 import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -56,6 +60,7 @@ from shared.errors import CodedError
 from shared.metrics import GEMINI_LATENCY, GEMINI_RETRIES
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: finish reasons that mean the answer was withheld (a block), not that the model chose text
 BLOCK_FINISH_REASONS = frozenset(
@@ -325,15 +330,8 @@ class GeminiGenerator:
                 "no Gemini API key is configured "
                 "(ASSETRAG_GEMINI_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY)",
             )
-        parts = [types.Part.from_text(text=prompt)]
-        parts += [types.Part.from_bytes(data=data, mime_type=mime) for data, mime in references]
-        contents = [types.Content(role="user", parts=parts)]
-        image_config = None
-        if aspect_ratio or image_size:
-            image_config = types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size)
-        config = types.GenerateContentConfig(
-            response_modalities=["TEXT", "IMAGE"], image_config=image_config
-        )
+        contents = request_contents(prompt, references)
+        config = request_config(aspect_ratio, image_size)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_budget_s
         client = self.client
@@ -375,54 +373,72 @@ class GeminiGenerator:
             raise GenerationError(ErrorCode.upstream_error, f"unreadable answer: {exc}") from exc
         finally:
             GEMINI_LATENCY.labels(outcome).observe(time.perf_counter() - started)
-        return self._parse(response)
+        return parse_response(response, self.model)
 
-    def _parse(self, response: types.GenerateContentResponse) -> GenerationOutput:
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason is not None:
-            reason = _enum_str(feedback.block_reason)
-            raise GenerationError(
-                ErrorCode.blocked,
-                feedback.block_reason_message or f"the prompt was blocked ({reason})",
-                reason=reason,
-            )
-        images: list[ImageBytes] = []
-        texts: list[str] = []
-        finish: list[tuple[str, str | None]] = []
-        for candidate in response.candidates or []:
-            reason = _enum_str(candidate.finish_reason)
-            if reason:
-                finish.append((reason, candidate.finish_message))
-            for part in (candidate.content.parts if candidate.content else None) or []:
-                if part.thought:  # drafts of a thinking model: not results
-                    continue
-                blob = part.inline_data
-                if blob is not None and blob.data:
-                    mime = blob.mime_type or "image/png"
-                    if mime.startswith("image/"):
-                        images.append(ImageBytes(data=blob.data, mime_type=mime))
-                elif part.text:
-                    texts.append(part.text)
-        text = "".join(texts)
-        model = response.model_version or self.model
-        if images:
-            return GenerationOutput(images=images, text=text, model=model)
-        for reason, message in finish:
-            if reason in BLOCK_FINISH_REASONS or any(m in reason for m in _BLOCK_MARKERS):
-                detail = message or text
-                raise GenerationError(
-                    ErrorCode.blocked,
-                    f"the image was blocked ({reason})" + (f": {detail}" if detail else ""),
-                    reason=reason,
-                )
-        reason = finish[0][0] if finish else None
+
+def request_contents(prompt: str, references: list[tuple[bytes, str]]) -> list[types.Content]:
+    parts = [types.Part.from_text(text=prompt)]
+    parts += [types.Part.from_bytes(data=data, mime_type=mime) for data, mime in references]
+    return [types.Content(role="user", parts=parts)]
+
+
+def request_config(aspect_ratio: str | None, image_size: str | None) -> types.GenerateContentConfig:
+    image_config = None
+    if aspect_ratio or image_size:
+        image_config = types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size)
+    return types.GenerateContentConfig(
+        response_modalities=["TEXT", "IMAGE"], image_config=image_config
+    )
+
+
+def parse_response(response: types.GenerateContentResponse, default_model: str) -> GenerationOutput:
+    """The final images and text of an answer; a block or an answer without an image raises
+    GenerationError (blocked / no_image)."""
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = _enum_str(feedback.block_reason)
         raise GenerationError(
-            ErrorCode.no_image,
-            "the model returned no image"
-            + (f" (finish reason {reason})" if reason and reason != "STOP" else "")
-            + (f": {text}" if text else ""),
+            ErrorCode.blocked,
+            feedback.block_reason_message or f"the prompt was blocked ({reason})",
             reason=reason,
         )
+    images: list[ImageBytes] = []
+    texts: list[str] = []
+    finish: list[tuple[str, str | None]] = []
+    for candidate in response.candidates or []:
+        reason = _enum_str(candidate.finish_reason)
+        if reason:
+            finish.append((reason, candidate.finish_message))
+        for part in (candidate.content.parts if candidate.content else None) or []:
+            if part.thought:  # drafts of a thinking model: not results
+                continue
+            blob = part.inline_data
+            if blob is not None and blob.data:
+                mime = blob.mime_type or "image/png"
+                if mime.startswith("image/"):
+                    images.append(ImageBytes(data=blob.data, mime_type=mime))
+            elif part.text:
+                texts.append(part.text)
+    text = "".join(texts)
+    model = response.model_version or default_model
+    if images:
+        return GenerationOutput(images=images, text=text, model=model)
+    for reason, message in finish:
+        if reason in BLOCK_FINISH_REASONS or any(m in reason for m in _BLOCK_MARKERS):
+            detail = message or text
+            raise GenerationError(
+                ErrorCode.blocked,
+                f"the image was blocked ({reason})" + (f": {detail}" if detail else ""),
+                reason=reason,
+            )
+    reason = finish[0][0] if finish else None
+    raise GenerationError(
+        ErrorCode.no_image,
+        "the model returned no image"
+        + (f" (finish reason {reason})" if reason and reason != "STOP" else "")
+        + (f": {text}" if text else ""),
+        reason=reason,
+    )
 
 
 _SLIDING_WINDOW_LUA = """
@@ -493,3 +509,216 @@ class RpmLimiter:
                 return
             # a little jitter so a crowd of waiters does not retry in lockstep
             await asyncio.sleep(wait + random.uniform(0, min(0.05, self.window_s / 100)))
+
+
+# ── Gemini's Batch API ──────────────────────────────────────────────────────────────────────
+#
+# Facts (google-genai 3.6.1): `client.batches.create(model, src=[InlinedRequest...] | "files/…")`
+# posts `models/{model}:batchGenerateContent`; `get` and `cancel` speak `batches/{id}`. The
+# Gemini API answers with an operation whose metadata holds the batch; the SDK maps its
+# `BATCH_STATE_*` to `JOB_STATE_*`. Finished inline batches carry `dest.inlined_responses`
+# (each a `response` or an `error`, with the request's `metadata`); file batches carry
+# `dest.file_name`, a JSON Lines file of `{"key", "response" | "error"}` read through
+# `files.download`. The Batch and Files APIs live under v1beta (the SDK defaults to v1), so
+# this client asks for v1beta. Inline requests are limited to 20 MB in all.
+
+BATCH_DONE_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
+BATCH_API_VERSION = "v1beta"
+
+
+@dataclass
+class BatchRequest:
+    """One generation inside a batch; `key` maps its answer back to the job's item."""
+
+    key: str
+    prompt: str
+    references: list[tuple[bytes, str]]
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+    def approximate_bytes(self) -> int:
+        # base64 grows bytes by 4/3; a little for the JSON around each part
+        return len(self.prompt.encode()) + sum(len(d) * 4 // 3 + 64 for d, _ in self.references)
+
+    def file_line(self) -> str:
+        """The request as a line of a batch input file (the REST shape, camelCase)."""
+        parts: list[dict[str, Any]] = [{"text": self.prompt}]
+        parts += [
+            {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
+            for data, mime in self.references
+        ]
+        config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
+        image_config = {
+            k: v
+            for k, v in (("aspectRatio", self.aspect_ratio), ("imageSize", self.image_size))
+            if v
+        }
+        if image_config:
+            config["imageConfig"] = image_config
+        request = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+        return json.dumps({"key": self.key, "request": request})
+
+
+BatchOutcome = GenerationOutput | GenerationError
+
+
+class GeminiBatches:
+    """Creates, follows, cancels and reads Gemini batches (sync calls, with retries)."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        model: str,
+        base_url: str | None = None,
+        timeout_s: float = 120,
+        inline_limit_bytes: int = 19 * 1024 * 1024,
+        max_attempts: int = 5,
+        retry_budget_s: float = 180,
+    ) -> None:
+        self.model = model
+        self.inline_limit_bytes = inline_limit_bytes
+        self.max_attempts = max(1, max_attempts)
+        self.retry_budget_s = retry_budget_s
+        key = (api_key or "").strip() or None
+        self.client: genai.Client | None = None
+        if key is not None:
+            self.client = genai.Client(
+                api_key=key,
+                http_options=types.HttpOptions(
+                    base_url=base_url or None,
+                    api_version=BATCH_API_VERSION,
+                    timeout=max(1, int(timeout_s * 1000)),
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                ),
+            )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def _call(self, what: str, call: Callable[[genai.Client], T]) -> T:
+        if self.client is None:
+            raise GenerationError(
+                ErrorCode.generator_not_configured, "no Gemini API key is configured"
+            )
+        client = self.client
+        retrying = tenacity.Retrying(
+            stop=(
+                tenacity.stop_after_attempt(self.max_attempts)
+                | tenacity.stop_before_delay(self.retry_budget_s)
+            ),
+            wait=_WaitRetryAfter(tenacity.wait_exponential_jitter(initial=1, max=30)),
+            retry=tenacity.retry_if_exception(_is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(call, client)
+        except genai_errors.APIError as exc:
+            raise GenerationError(
+                ErrorCode.upstream_error,
+                f"{what}: {exc.message or exc}",
+                status=exc.code,
+                reason=exc.status,
+            ) from exc
+        except _TIMEOUT_ERRORS + _TRANSIENT_ERRORS as exc:
+            raise GenerationError(
+                ErrorCode.upstream_error, f"{what}: {exc or type(exc).__name__}"
+            ) from exc
+
+    def create(self, requests: list[BatchRequest], display_name: str) -> tuple[str, bool]:
+        """Sends the requests as one batch; returns its name and whether it went as a file."""
+        config = types.CreateBatchJobConfig(display_name=display_name)
+        size = sum(r.approximate_bytes() for r in requests)
+        if size <= self.inline_limit_bytes:
+            inlined = [
+                types.InlinedRequest(
+                    model=self.model,
+                    contents=request_contents(r.prompt, r.references),  # type: ignore[arg-type]
+                    config=request_config(r.aspect_ratio, r.image_size),
+                    metadata={"key": r.key},
+                )
+                for r in requests
+            ]
+            job = self._call(
+                "creating the batch",
+                lambda c: c.batches.create(model=self.model, src=inlined, config=config),
+            )
+            return str(job.name), False
+        lines = "\n".join(r.file_line() for r in requests).encode() + b"\n"
+        uploaded = self._call(
+            "uploading the batch's input file",
+            lambda c: c.files.upload(
+                file=io.BytesIO(lines),
+                config=types.UploadFileConfig(
+                    mime_type="application/jsonl", display_name=f"{display_name}.jsonl"
+                ),
+            ),
+        )
+        job = self._call(
+            "creating the batch",
+            lambda c: c.batches.create(model=self.model, src=str(uploaded.name), config=config),
+        )
+        return str(job.name), True
+
+    def state(self, name: str) -> str:
+        job = self._call("reading the batch", lambda c: c.batches.get(name=name))
+        return _enum_str(job.state) or "JOB_STATE_UNSPECIFIED"
+
+    def cancel(self, name: str) -> None:
+        self._call("cancelling the batch", lambda c: c.batches.cancel(name=name))
+
+    def results(self, name: str, keys: list[str]) -> tuple[str, dict[str, BatchOutcome]]:
+        """The batch's state and each answered request's outcome by key (answers without a
+        key are matched to `keys` by position, the order the requests were sent in)."""
+        job = self._call("reading the batch", lambda c: c.batches.get(name=name))
+        state = _enum_str(job.state) or "JOB_STATE_UNSPECIFIED"
+        outcomes: dict[str, BatchOutcome] = {}
+        dest = job.dest
+        if dest is None:
+            return state, outcomes
+        if dest.inlined_responses:
+            for position, answer in enumerate(dest.inlined_responses):
+                key = (answer.metadata or {}).get("key")
+                if key is None and position < len(keys):
+                    key = keys[position]
+                if key is not None:
+                    outcomes[key] = self._outcome(answer.response, answer.error)
+        elif dest.file_name:
+            file_name = dest.file_name
+            data = self._call(
+                "downloading the batch's results", lambda c: c.files.download(file=file_name)
+            )
+            for position, line in enumerate(data.decode().splitlines()):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                key = row.get("key") or (keys[position] if position < len(keys) else None)
+                response = row.get("response")
+                parsed = (
+                    types.GenerateContentResponse._from_response(response=response, kwargs={})
+                    if response is not None
+                    else None
+                )
+                error = (
+                    types.JobError._from_response(response=row["error"], kwargs={})
+                    if row.get("error")
+                    else None
+                )
+                if key is not None:
+                    outcomes[str(key)] = self._outcome(parsed, error)
+        return state, outcomes
+
+    def _outcome(
+        self, response: types.GenerateContentResponse | None, error: types.JobError | None
+    ) -> BatchOutcome:
+        if error is not None or response is None:
+            message = (error.message if error else None) or "the batch gave no answer"
+            code = error.code if error else None
+            return GenerationError(ErrorCode.upstream_error, message, status=code)
+        try:
+            return parse_response(response, self.model)
+        except GenerationError as exc:
+            return exc

@@ -48,6 +48,7 @@ from shared.tasks import QueuedTask
 ERRORS_SHOWN = 1000
 ASSET_IDS_SHOWN = 10_000
 START = "start"  # the work id of a job's first task (an embed plan, a search, a generation)
+UPSTREAM_RUNNER = "gemini:"  # who `started` work that runs as a Gemini batch
 THEN = "then"  # the work id of a job's last step, sent once every batch is counted (Lua too)
 _SUMMARY_FIELDS = (
     "id",
@@ -134,6 +135,8 @@ class _NewJob:
             "pending": 0,
             "request": json.dumps(request),
         }
+        if request.get("webhook"):
+            fields["webhook"] = request["webhook"]
         task = first_task(job.id) if first_task is not None else None
         digest = body_hash(request) if idempotency_key is not None else ""
         return cls(job, fields, tenant, task, idempotency_key, digest)
@@ -329,7 +332,10 @@ class JobStore:
     def start_work(self, job_id: str, work_id: str, worker: str) -> bool:
         """Marks a piece of work started by a worker; False: drop it (done already, cancelled,
         or the job ended). The job turns `running` with its first started work."""
-        return bool(self._script(self._start_work, job_id, work_id, worker) == 1)
+        started = self._script(self._start_work, job_id, work_id, worker) == 1
+        if not started:
+            self._settled(job_id)  # dropping the work may have ended a cancelling job
+        return started
 
     def plan(
         self,
@@ -362,6 +368,7 @@ class JobStore:
                     if planned or _maybe_text(state) != JobState.running:
                         pipe.unwatch()
                         self._script(self._drop_work, job_id, START)
+                        self._settled(job_id)
                         return False
                     pipe.multi()
                     pipe.hset(job_key, mapping=fields)
@@ -384,9 +391,13 @@ class JobStore:
         succeeded: int,
         errors: list[ItemError],
         asset_ids: dict[int, str],
+        failed: int | None = None,
     ) -> bool:
-        """Counts a batch once; returns True when this batch ended the job."""
-        args: list[Any] = [batch_id, succeeded, len(errors), len(errors)]
+        """Counts a batch once; returns True when this batch ended the job. `failed` is the
+        count of failed items when it differs from the errors reported (a generate item may
+        report a failed variant and still succeed)."""
+        failed = len(errors) if failed is None else failed
+        args: list[Any] = [batch_id, succeeded, failed, len(errors)]
         args += [e.model_dump_json() for e in errors]
         for index, asset_id in asset_ids.items():
             args += [index, asset_id]
@@ -424,6 +435,123 @@ class JobStore:
         """A page of a duplicates job's clusters, largest first."""
         raw = self.redis.lrange(keys.job_clusters(job_id), start, start + count - 1)
         return [Cluster.model_validate_json(item) for item in raw]
+
+    # ── generate jobs: per-item results and Gemini batches ─────────────────────────────────
+
+    def put_item(self, job_id: str, index: int, item: BaseModel) -> None:
+        self.redis.hset(keys.job_items(job_id), str(index), item.model_dump_json())
+
+    def items(self, job_id: str) -> dict[int, dict[str, Any]]:
+        raw = self.redis.hgetall(keys.job_items(job_id))
+        return {int(_text(k)): json.loads(v) for k, v in raw.items()}
+
+    def all_errors(self, job_id: str) -> list[ItemError]:
+        raw = self.redis.lrange(keys.job_errors(job_id), 0, -1)
+        return [ItemError.model_validate_json(e) for e in raw]
+
+    def all_asset_ids(self, job_id: str) -> dict[int, str]:
+        stored = self.redis.hgetall(keys.job_assets(job_id))
+        return {int(_text(k)): _text(v) for k, v in stored.items()}
+
+    def await_upstream(
+        self,
+        job_id: str,
+        work_id: str,
+        task: QueuedTask,
+        total: int,
+        result: Result,
+        then: QueuedTask,
+        batch: dict[Any, Any],
+    ) -> bool:
+        """Records that the job's work runs upstream (a Gemini batch): the job's size and first
+        result, the work entry that collects the answers (marked started, not sent: the poller
+        sends it when the batch ends), the step after it, and the batch's details; False when
+        the job was cancelled meanwhile."""
+        job_key, work_key = keys.job(job_id), keys.job_work(job_id)
+        entry = WorkEntry.of(task).model_copy(
+            update={
+                "started_by": f"{UPSTREAM_RUNNER}{batch.get('name', '')}",
+                "started_at": time.time(),
+            }
+        )
+        fields: dict[Any, Any] = {
+            "planned": 1,
+            "total": total,
+            "pending": 1,
+            "result": result.model_dump_json(),
+            "then": WorkEntry.of(then).dump(),
+        }
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job_key)
+                    if _maybe_text(pipe.hget(job_key, "state")) != JobState.running:
+                        pipe.unwatch()
+                        self._script(self._drop_work, job_id, START)
+                        self._settled(job_id)
+                        return False
+                    pipe.multi()
+                    pipe.hset(job_key, mapping=fields)
+                    pipe.hset(keys.job_batch(job_id), mapping=batch)
+                    pipe.hdel(work_key, START)
+                    pipe.hset(work_key, work_id, entry.dump())
+                    pipe.sadd(keys.GEMINI_BATCHES, job_id)
+                    pipe.zadd(keys.ACTIVE_JOBS, {job_id: time.time()})
+                    pipe.publish(keys.events(job_id), "progress")
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def wait_upstream_again(self, job_id: str, work_id: str, name: str) -> None:
+        """Gives started upstream work back to the batch poller (its answers could not be
+        read this time); the work's attempts so far are kept."""
+        raw = self.redis.hget(keys.job_work(job_id), work_id)
+        if raw is None:
+            return
+        entry = WorkEntry.model_validate_json(raw).model_copy(
+            update={"started_by": f"{UPSTREAM_RUNNER}{name}", "started_at": time.time()}
+        )
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job_work(job_id), work_id, entry.dump())
+        pipe.sadd(keys.GEMINI_BATCHES, job_id)
+        pipe.execute()
+
+    def batch_info(self, job_id: str) -> dict[str, str]:
+        raw = self.redis.hgetall(keys.job_batch(job_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def set_batch_info(self, job_id: str, **fields: str) -> None:
+        mapping: dict[Any, Any] = fields
+        self.redis.hset(keys.job_batch(job_id), mapping=mapping)
+
+    def waiting_batches(self) -> list[str]:
+        return sorted(_text(m) for m in self.redis.smembers(keys.GEMINI_BATCHES))  # type: ignore[union-attr]
+
+    def forget_batch(self, job_id: str) -> None:
+        self.redis.srem(keys.GEMINI_BATCHES, job_id)
+
+    # ── webhooks ───────────────────────────────────────────────────────────────────────────
+
+    def webhook_target(self, job_id: str) -> str | None:
+        raw = self.redis.hget(keys.job(job_id), "webhook")
+        return _text(raw) if raw else None
+
+    def due_webhooks(self, now: float, limit: int = 20) -> list[str]:
+        found: list[bytes] = self.redis.zrangebyscore(  # type: ignore[assignment]
+            keys.WEBHOOKS_DUE, "-inf", now, start=0, num=limit
+        )
+        return [_text(job_id) for job_id in found]
+
+    def claim_webhook(self, job_id: str) -> bool:
+        """One deliverer per attempt across the fleet: whoever removes it sends it."""
+        return bool(self.redis.zrem(keys.WEBHOOKS_DUE, job_id))
+
+    def webhook_attempt(self, job_id: str) -> int:
+        return int(self.redis.hincrby(keys.job(job_id), "webhook_attempts", 1))
+
+    def retry_webhook(self, job_id: str, at: float) -> None:
+        self.redis.zadd(keys.WEBHOOKS_DUE, {job_id: at})
 
     def set_result(self, job_id: str, result: BaseModel) -> None:
         self.redis.hset(keys.job(job_id), "result", result.model_dump_json())
@@ -492,14 +620,24 @@ class JobStore:
         return [by_index.get(i) for i in range(total)]
 
     def _expire(self, job_id: str) -> None:
-        """Called once per job, by the call that ended it: the record starts its TTL, and the
-        process that ended it (a worker; the API for a cancel) counts it for /metrics."""
+        """Called once per job, by the call that ended it: the record starts its TTL, the
+        process that ended it (a worker; the API for a cancel) counts it for /metrics, and
+        its webhook (if any) becomes due."""
         pipe = self.redis.pipeline()
         for key in keys.job_parts(job_id):
             pipe.expire(key, self.ttl_s)
-        pipe.hmget(keys.job(job_id), "kind", "state")
-        *_, (kind, state) = pipe.execute()
+        pipe.hmget(keys.job(job_id), "kind", "state", "webhook")
+        *_, (kind, state, webhook) = pipe.execute()
         JOBS_FINISHED.labels(_maybe_text(kind) or "?", _maybe_text(state) or "?").inc()
+        # once per job, however many paths see it end
+        if webhook and self.redis.hsetnx(keys.job(job_id), "webhook_queued", 1):
+            self.redis.zadd(keys.WEBHOOKS_DUE, {job_id: time.time()}, nx=True)
+
+    def _settled(self, job_id: str) -> None:
+        """After dropping work: if that ended the job (a cancelling job's last work), what
+        follows an end."""
+        if self.state(job_id) == JobState.cancelled:  # the only end dropping work can bring
+            self._expire(job_id)
 
 
 def _by_queue(batches: list[tuple[str, QueuedTask]]) -> dict[str, list[str]]:

@@ -15,6 +15,11 @@ ACTIVE_JOBS = f"{PREFIX}:jobs:active"
 COLLECTION_WRITES = f"{PREFIX}:collection-writes"
 # Single-flight lock for the fleet's watchdog round.
 WATCHDOG_LOCK = f"{PREFIX}:watchdog"
+# Jobs waiting on a Gemini batch (their poller's worklist), and its single-flight lock.
+GEMINI_BATCHES = f"{PREFIX}:gemini:batches"
+BATCH_POLL_LOCK = f"{PREFIX}:gemini:batch-poll"
+# Ended jobs whose webhook is due, scored by when its next attempt is due.
+WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"
 # Celery's broker keys (kombu's Redis transport): messages taken by a worker, not yet acked.
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
@@ -47,6 +52,16 @@ def job_clusters(job_id: str) -> str:
     return f"{job(job_id)}:clusters"
 
 
+def job_items(job_id: str) -> str:
+    """A generate job's per-item results: item index → what it made (JSON)."""
+    return f"{job(job_id)}:items"
+
+
+def job_batch(job_id: str) -> str:
+    """A batch-mode generate job's Gemini batch: its name, item references, state."""
+    return f"{job(job_id)}:batch"
+
+
 def reindex(collection: str) -> str:
     """The re-index building a collection's next version (by its stored name), if any."""
     return f"{PREFIX}:reindex:{collection}"
@@ -67,6 +82,8 @@ def job_parts(job_id: str) -> list[str]:
         job_work(job_id),
         job_pairs(job_id),
         job_clusters(job_id),
+        job_items(job_id),
+        job_batch(job_id),
     ]
 
 

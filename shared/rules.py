@@ -3,6 +3,9 @@ each, so both sides always agree. Each raises a CodedError."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 from shared.contract import CollectionInfo, ErrorCode
 from shared.errors import CodedError, Conflict
 
@@ -38,3 +41,89 @@ def check_model_allowed(model: str, allowed: list[str]) -> None:
             f"model {model!r} is not offered here; choose one of {', '.join(allowed)} "
             "(ASSETRAG_CLIP_MODELS adds more)",
         )
+
+
+# ── generation: what each image model takes ─────────────────────────────────────────────────
+
+_STANDARD_RATIOS = frozenset(
+    {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+)
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    max_references: int
+    image_sizes: frozenset[str]  # empty: the model takes no image_size (one fixed size)
+    aspect_ratios: frozenset[str]
+
+
+# From Google's model pages (checked November 2026): 3.1 Flash Image ("Nano Banana 2") takes
+# up to 14 references, 512 to 4K and the extra-tall and extra-wide ratios; 3 Pro Image takes
+# 14 references at 1K to 4K with the ten standard ratios; 2.5 Flash Image works best with up
+# to 3 references and makes one size.
+MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
+    "gemini-3.1-flash-image": ModelCapabilities(
+        14,
+        frozenset({"512", "1K", "2K", "4K"}),
+        _STANDARD_RATIOS | {"1:4", "4:1", "1:8", "8:1"},
+    ),
+    "gemini-3-pro-image": ModelCapabilities(14, frozenset({"1K", "2K", "4K"}), _STANDARD_RATIOS),
+    "gemini-2.5-flash-image": ModelCapabilities(3, frozenset(), _STANDARD_RATIOS),
+}
+
+
+def capabilities(model: str) -> ModelCapabilities | None:
+    """The table's row for a model name, its -preview and dated variants included; None for
+    a model the table does not know (then only the contract's bounds apply)."""
+    for name in sorted(MODEL_CAPABILITIES, key=len, reverse=True):
+        if model == name or model.startswith(f"{name}-"):
+            return MODEL_CAPABILITIES[name]
+    return None
+
+
+def check_generation(
+    model: str,
+    references: int,
+    aspect_ratio: str | None,
+    image_size: str | None,
+    where: str = "",
+) -> None:
+    """Refuses options the configured image model does not take, naming what it does."""
+    caps = capabilities(model)
+    if caps is None:
+        return
+    prefix = f"{where}: " if where else ""
+    if references > caps.max_references:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{references} reference images; {model} takes at most {caps.max_references}",
+        )
+    if aspect_ratio is not None and aspect_ratio not in caps.aspect_ratios:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{model} does not take aspect_ratio {aspect_ratio}; it takes "
+            f"{', '.join(sorted(caps.aspect_ratios))}",
+        )
+    if image_size is not None and image_size not in caps.image_sizes:
+        offered = ", ".join(sorted(caps.image_sizes)) or "none (it makes one size)"
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{model} does not take image_size {image_size}; it takes {offered}",
+        )
+
+
+# ── webhooks ────────────────────────────────────────────────────────────────────────────────
+
+
+def check_webhook_url(url: str, allow_hosts: list[str]) -> None:
+    """A webhook goes where a URL item may come from (public addresses only), unless its host
+    is one the operator allows (ASSETRAG_WEBHOOK_ALLOW_HOSTS). Raises SourceRejected."""
+    # imported here: the rules stay importable without Redis and httpx (the CLI's import)
+    from shared.sources import SourceRejected, check_public_host
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceRejected(ErrorCode.unsupported_url, f"a webhook must be an http(s) URL: {url}")
+    if parts.hostname.lower() in {h.lower() for h in allow_hosts}:
+        return
+    check_public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))

@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     gemini_max_attempts: int = Field(default=5, ge=1)
     gemini_retry_budget_s: float = Field(default=180.0, gt=0)
     reference_max_side: int = Field(default=1024, ge=64)
+    # Bulk generation: items per job, items a generate worker runs side by side per task,
+    # how often the fleet asks Gemini about its batches, and the request size up to which a
+    # batch is sent inline (Gemini's limit is 20 MB; above it, a JSON Lines file).
+    max_generate_items: int = Field(default=1000, gt=0)
+    generate_batch_size: int = Field(default=8, ge=1, le=256)
+    gemini_batch_poll_s: float = Field(default=30.0, gt=0)
+    gemini_batch_inline_bytes: int = Field(default=19 * 1024 * 1024, gt=0)
+
+    # Webhooks: the Standard Webhooks secret (whsec_<base64>, or any other text used as its
+    # bytes), hosts exempt from the public-address check, and how long a delivery is retried.
+    webhook_secret: str | None = None
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_s: float = Field(default=3600.0, ge=0)
 
     api_url: str = "http://127.0.0.1:8000"
     # text: human lines; json: one JSON object per line, with job and batch ids.
@@ -124,7 +138,9 @@ class Settings(BaseSettings):
     work_attempts: int = Field(default=3, ge=1)
     max_wait_s: float = 30.0
 
-    @field_validator("library_roots", "api_keys", "clip_models", mode="before")
+    @field_validator(
+        "library_roots", "api_keys", "clip_models", "webhook_allow_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

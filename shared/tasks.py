@@ -22,6 +22,9 @@ PLAN_EMBED = "assetrag.embed.plan"
 EMBED_BATCH = "assetrag.embed.batch"
 RUN_SEARCH = "assetrag.search.run"
 RUN_GENERATE = "assetrag.generate.run"
+GENERATE_ITEMS = "assetrag.generate.items"
+COLLECT_BATCH = "assetrag.generate.collect"
+FINISH_GENERATE = "assetrag.generate.finish"
 PLAN_DUPLICATES = "assetrag.duplicates.plan"
 DUPLICATES_BATCH = "assetrag.duplicates.batch"
 CLUSTER_DUPLICATES = "assetrag.duplicates.cluster"
@@ -34,6 +37,11 @@ ROUTES = {
     EMBED_BATCH: "embed",
     RUN_SEARCH: "query",
     RUN_GENERATE: "generate",
+    GENERATE_ITEMS: "generate",
+    # reads a finished Gemini batch and stores its images (with the model, when saving)
+    COLLECT_BATCH: "generate",
+    # assembles a bulk generate job's result from Redis
+    FINISH_GENERATE: "default",
     # Milvus work only, no model: on the workers that plan and sweep.
     PLAN_DUPLICATES: "default",
     DUPLICATES_BATCH: "default",

@@ -26,6 +26,8 @@ from tests.clip_fixture import build_tiny_checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 STACK_DB = 0
+# The stack's Standard Webhooks secret (base64 of b"secret-key-for-tests").
+WEBHOOK_SECRET = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
 UNIT_DB = 1
 
 
@@ -222,6 +224,9 @@ def stack(
         "ASSETRAG_GEMINI_RPM": "0",
         "ASSETRAG_BLOB_SWEEP_S": "1",
         "ASSETRAG_DUPLICATES_BATCH_SIZE": "4",
+        "ASSETRAG_GEMINI_BATCH_POLL_S": "0.5",
+        "ASSETRAG_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ASSETRAG_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
     }
     if request.param == "milvus":
         env["ASSETRAG_MILVUS_URI"] = request.getfixturevalue("milvus_server").uri

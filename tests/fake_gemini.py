@@ -25,6 +25,16 @@ can steer it without sharing memory), or by behaviours queued through ``POST /_c
 ==========================  ============================================================
 
 Counts for ``xN`` are kept per (prompt, code) until ``reset()`` / ``POST /_reset``.
+
+The Batch API, as google-genai speaks it (v1beta): ``POST models/{model}:batchGenerateContent``
+with inline requests or an input file's name (uploaded through the Files API's resumable
+protocol: ``POST upload/{version}/files``, then the upload URL it gives), ``GET
+batches/{id}``, ``POST batches/{id}:cancel``, and results inline or as a file read through
+``GET files/{id}:download?alt=media``. A batch is ``BATCH_STATE_PENDING``, then ``RUNNING``
+after ``batch_running_after_s``, then ``SUCCEEDED`` after ``batch_done_after_s``; each request
+inside it is answered as ``generateContent`` would (so magic words give per-request errors
+and safety blocks); a request with ``[batch:hold]`` keeps its batch running until cancelled.
+``batch_requests``, ``batch_cancels`` and ``uploaded_files`` record what came.
 Control endpoints: ``POST /_control`` with ``{"queue": ["fail:503", "slow:1", ...]}`` makes the
 next requests (one entry each, in order) behave as if those magic words were in their prompt;
 ``GET /_requests`` returns the recorded requests as JSON; ``POST /_reset`` clears everything.
@@ -45,6 +55,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -55,6 +66,13 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 _PATH_RE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
+_BATCH_CREATE_RE = re.compile(
+    r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):batchGenerateContent$"
+)
+_BATCH_RE = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_UPLOAD_START_RE = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
+_UPLOAD_RE = re.compile(r"^/_upload/(?P<id>[A-Za-z0-9]+)$")
+_DOWNLOAD_RE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/:]+):download$")
 _MAGIC_RE = re.compile(r"\[(?P<word>[a-z-]+)(?::(?P<arg>[^\]]*))?\]")
 
 _STATUS_NAMES = {
@@ -95,6 +113,7 @@ class RecordedRequest:
     image_config: dict[str, Any]
     response_modalities: list[str]
     status: int = 200
+    batch: str | None = None  # the batch that carried it, if one did
     final_image_sha256: list[str] = field(default_factory=list)
     thought_image_sha256: list[str] = field(default_factory=list)
     received_at: float = 0.0
@@ -205,6 +224,14 @@ class FakeGemini:
         self._queue: deque[str] = deque()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # the Batch and Files APIs
+        self.batch_running_after_s = 0.2
+        self.batch_done_after_s = 1.0
+        self.batches: dict[str, FakeBatch] = {}
+        self.batch_cancels: list[str] = []
+        self.files: dict[str, bytes] = {}
+        self.uploaded_files: list[str] = []
+        self._uploads: dict[str, dict[str, Any]] = {}
 
     # lifecycle -----------------------------------------------------------------------------
     def start(self) -> FakeGemini:
@@ -251,6 +278,11 @@ class FakeGemini:
             self._counts.clear()
             self._variants.clear()
             self._queue.clear()
+            self.batches.clear()
+            self.batch_cancels.clear()
+            self.files.clear()
+            self.uploaded_files.clear()
+            self._uploads.clear()
 
     def queue(self, *behaviours: str) -> None:
         """Make the next requests behave as if ``[behaviour]`` were in their prompt."""
@@ -263,7 +295,12 @@ class FakeGemini:
 
     # the protocol --------------------------------------------------------------------------
     def handle_generate(
-        self, version: str, model: str, headers: dict[str, str], body: dict[str, Any]
+        self,
+        version: str,
+        model: str,
+        headers: dict[str, str],
+        body: dict[str, Any],
+        batch: str | None = None,
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         texts: list[str] = []
         kinds: list[str] = []
@@ -299,6 +336,7 @@ class FakeGemini:
             image_config=image_config,
             response_modalities=list(gen_config.get("responseModalities") or []),
             received_at=time.time(),
+            batch=batch,
         )
         with self._lock:
             self.requests.append(record)
@@ -396,6 +434,161 @@ class FakeGemini:
         ]
         return 200, {}, response
 
+    # the Batch and Files APIs -------------------------------------------------------------
+    def batch_requests(self, name: str) -> int:
+        with self._lock:
+            return len(self.batches[name].requests)
+
+    def create_batch(
+        self, version: str, model: str, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        batch = body.get("batch") or {}
+        source = batch.get("inputConfig") or {}
+        requests: list[tuple[str | None, dict[str, Any], dict[str, Any]]] = []
+        if "fileName" in source:
+            data = self.files.get(str(source["fileName"]))
+            if data is None:
+                return 404, _error(404, f"no file {source['fileName']}")
+            for line in data.decode().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    requests.append((row.get("key"), {}, row["request"]))
+        else:
+            for entry in (source.get("requests") or {}).get("requests") or []:
+                requests.append((None, entry.get("metadata") or {}, entry["request"]))
+        if not requests:
+            return 400, _error(400, "a batch needs requests")
+        name = f"batches/{secrets.token_hex(8)}"
+        fake = FakeBatch(
+            name=name,
+            model=model,
+            display_name=str(batch.get("displayName") or ""),
+            from_file="fileName" in source,
+            requests=requests,
+            headers=headers,
+            version=version,
+            created=time.time(),
+        )
+        with self._lock:
+            self.batches[name] = fake
+        return 200, self._operation(fake)
+
+    def get_batch(self, batch_id: str, cancel: bool) -> tuple[int, dict[str, Any]]:
+        name = f"batches/{batch_id}"
+        with self._lock:
+            fake = self.batches.get(name)
+        if fake is None:
+            return 404, _error(404, f"Batch {name} not found.")
+        if cancel:
+            with self._lock:
+                self.batch_cancels.append(name)
+                state = fake.state(self.batch_running_after_s, self.batch_done_after_s)
+                if state not in ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED"):
+                    fake.cancelled_at = time.time()
+            return 200, {}
+        return 200, self._operation(fake)
+
+    def _operation(self, fake: FakeBatch) -> dict[str, Any]:
+        state = fake.state(self.batch_running_after_s, self.batch_done_after_s)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fake.created))
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{fake.model}",
+            "displayName": fake.display_name,
+            "name": fake.name,
+            "state": state,
+            "createTime": stamp,
+            "updateTime": stamp,
+            "batchStats": {"requestCount": str(len(fake.requests))},
+        }
+        if state == "BATCH_STATE_SUCCEEDED" or (
+            state == "BATCH_STATE_CANCELLED" and fake.output is not None
+        ):
+            metadata["output"] = self._output(fake)
+        return {"name": fake.name, "metadata": metadata, "done": state in _DONE_BATCH_STATES}
+
+    def _output(self, fake: FakeBatch) -> dict[str, Any]:
+        """Answers every request once (the first time the batch is read as done)."""
+        with self._lock:
+            if fake.output is not None:
+                return fake.output
+        answers = []
+        for key, metadata, request in fake.requests:
+            code, _, payload = self.handle_generate(
+                fake.version, fake.model, fake.headers, request, batch=fake.name
+            )
+            answer: dict[str, Any] = {"response": payload} if code == 200 else dict(payload)
+            if fake.from_file:
+                answer["key"] = key
+            else:
+                answer["metadata"] = metadata
+            answers.append(answer)
+        if fake.from_file:
+            name = f"files/out-{secrets.token_hex(6)}"
+            data = "".join(json.dumps(a) + "\n" for a in answers).encode()
+            with self._lock:
+                self.files[name] = data
+            output: dict[str, Any] = {"responsesFile": name}
+        else:
+            output = {"inlinedResponses": {"inlinedResponses": answers}}
+        with self._lock:
+            fake.output = output
+        return output
+
+    def start_upload(self, body: dict[str, Any]) -> str:
+        upload_id = secrets.token_hex(8)
+        with self._lock:
+            self._uploads[upload_id] = dict(body.get("file") or {})
+        return upload_id
+
+    def finish_upload(self, upload_id: str, data: bytes) -> dict[str, Any] | None:
+        with self._lock:
+            meta = self._uploads.pop(upload_id, None)
+            if meta is None:
+                return None
+            name = f"files/{upload_id}"
+            self.files[name] = data
+            self.uploaded_files.append(name)
+        return {
+            "name": name,
+            "displayName": meta.get("displayName"),
+            "mimeType": meta.get("mimeType") or "application/octet-stream",
+            "sizeBytes": str(len(data)),
+            "state": "ACTIVE",
+            "source": "UPLOADED",
+        }
+
+
+_DONE_BATCH_STATES = frozenset(
+    {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED"}
+)
+
+
+@dataclass
+class FakeBatch:
+    name: str
+    model: str
+    display_name: str
+    from_file: bool
+    requests: list[tuple[str | None, dict[str, Any], dict[str, Any]]]
+    headers: dict[str, str]
+    version: str
+    created: float
+    cancelled_at: float | None = None
+    output: dict[str, Any] | None = None
+
+    @property
+    def held(self) -> bool:
+        return any("[batch:hold]" in json.dumps(r) for _, _, r in self.requests)
+
+    def state(self, running_after_s: float = 0.2, done_after_s: float = 1.0) -> str:
+        if self.cancelled_at is not None:
+            return "BATCH_STATE_CANCELLED"
+        age = time.time() - self.created
+        if age >= done_after_s and not self.held:
+            return "BATCH_STATE_SUCCEEDED"
+        return "BATCH_STATE_RUNNING" if age >= running_after_s else "BATCH_STATE_PENDING"
+
 
 def _error(code: int, message: str) -> dict[str, Any]:
     return {
@@ -430,20 +623,59 @@ def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             return json.loads(raw) if raw else {}
 
+        def _send_raw(self, code: int, data: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        def _authorised(self) -> bool:
+            key = self.headers.get("x-goog-api-key", "")
+            if not key or (fake.api_key is not None and key != fake.api_key):
+                self._send(400, _error(400, "API key not valid. Please pass a valid API key."))
+                return False
+            return True
+
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/_requests":
+            path = self.path.split("?", 1)[0]
+            if path == "/_requests":
                 with fake._lock:
                     payload = [r.to_json() for r in fake.requests]
                 self._send(200, payload)
-            elif self.path in ("/", "/_health"):
+            elif path in ("/", "/_health"):
                 self._send(200, {"ok": True})
+            elif match := _BATCH_RE.match(path):
+                if self._authorised():
+                    self._send(*fake.get_batch(match.group("id"), cancel=False))
+            elif match := _DOWNLOAD_RE.match(path):
+                if not self._authorised():
+                    return
+                data = fake.files.get(f"files/{match.group('id')}")
+                if data is None:
+                    self._send(404, _error(404, f"no file {match.group('id')}"))
+                else:
+                    self._send_raw(200, data, {"Content-Type": "application/octet-stream"})
             else:
                 self._send(404, _error(404, f"Method not found: {self.path}"))
 
         def do_POST(self) -> None:  # noqa: N802
             path = self.path.split("?", 1)[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if match := _UPLOAD_RE.match(path):
+                file = fake.finish_upload(match.group("id"), raw)
+                if file is None:
+                    self._send(404, _error(404, "no such upload"))
+                else:
+                    self._send(200, {"file": file}, {"x-goog-upload-status": "final"})
+                return
             try:
-                body = self._body()
+                body = json.loads(raw) if raw else {}
             except (ValueError, json.JSONDecodeError):
                 self._send(400, _error(400, "Invalid JSON payload received."))
                 return
@@ -455,11 +687,33 @@ def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 fake.reset()
                 self._send(200, {"ok": True})
                 return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if _UPLOAD_START_RE.match(path):
+                if self._authorised():
+                    upload_id = fake.start_upload(body)
+                    url = f"{fake.base_url}/_upload/{upload_id}"
+                    self._send(
+                        200, {}, {"x-goog-upload-url": url, "x-goog-upload-status": "active"}
+                    )
+                return
+            if match := _BATCH_CREATE_RE.match(path):
+                if self._authorised():
+                    self._send(
+                        *fake.create_batch(
+                            match.group("version"), match.group("model"), headers, body
+                        )
+                    )
+                return
+            if match := _BATCH_RE.match(path):
+                if self._authorised():
+                    self._send(
+                        *fake.get_batch(match.group("id"), cancel=bool(match.group("cancel")))
+                    )
+                return
             match = _PATH_RE.match(path)
             if not match:
                 self._send(404, _error(404, f"Method not found: {path}"))
                 return
-            headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 code, extra, payload = fake.handle_generate(
                     match.group("version"), match.group("model"), headers, body

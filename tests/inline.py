@@ -17,7 +17,8 @@ from shared.tasks import QUEUES, TaskQueue, decode
 from workers.context import WorkerContext
 from workers.duplicates import cluster_duplicates, duplicates_batch, plan_duplicates
 from workers.embed import embed_batch, plan_embed
-from workers.generate import run_generate
+from workers.generate import finish_generate, generate_items, run_generate
+from workers.generate_batch import collect_batch
 from workers.reindex import plan_reindex, reindex_batch, swap_reindex
 from workers.search import run_search
 
@@ -33,6 +34,9 @@ HANDLERS: dict[str, Callable[..., Any]] = {
     tasks.EMBED_BATCH: embed_batch,
     tasks.RUN_SEARCH: run_search,
     tasks.RUN_GENERATE: run_generate,
+    tasks.GENERATE_ITEMS: generate_items,
+    tasks.FINISH_GENERATE: finish_generate,
+    tasks.COLLECT_BATCH: collect_batch,
     tasks.PLAN_DUPLICATES: plan_duplicates,
     tasks.DUPLICATES_BATCH: duplicates_batch,
     tasks.CLUSTER_DUPLICATES: cluster_duplicates,

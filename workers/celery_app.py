@@ -31,6 +31,8 @@ MODEL_QUEUES = frozenset({"embed", "query", "generate"})
 STUCK_EXIT_S = 120.0
 # Tasks whose second argument is a batch id (every task's first is its job id).
 BATCH_TASKS = frozenset({EMBED_BATCH, DUPLICATES_BATCH, REINDEX_BATCH})
+# How often a default-queue worker looks for webhooks that are due.
+WEBHOOK_PERIOD_S = 0.5
 
 
 def create_app() -> Celery:
@@ -39,6 +41,7 @@ def create_app() -> Celery:
         "workers.embed",
         "workers.search",
         "workers.generate",
+        "workers.generate_batch",
         "workers.duplicates",
         "workers.reindex",
     )
@@ -90,6 +93,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     if "default" in queues:
         _background("blob-sweep", ctx.settings.blob_sweep_s, _sweep_blobs)
         _background("watchdog", ctx.settings.watchdog_period_s, _watchdog_round)
+        _background("gemini-batches", ctx.settings.gemini_batch_poll_s, _poll_batches)
+        _background("webhooks", WEBHOOK_PERIOD_S, _deliver_webhooks)
 
 
 def _load_model_or_exit(ctx: Any) -> None:
@@ -193,6 +198,30 @@ def _watchdog_round() -> None:
             run_round(ctx, restore)
     finally:
         lock.release()
+
+
+def _poll_batches() -> None:
+    """Asks Gemini about the fleet's waiting batches; one worker at a time."""
+    from workers.context import worker_context
+    from workers.generate_batch import poll_batches
+
+    ctx = worker_context()
+    lock = ctx.redis.lock(keys.BATCH_POLL_LOCK, timeout=ctx.settings.gemini_batch_poll_s * 6)
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        poll_batches(ctx)
+    finally:
+        lock.release()
+
+
+def _deliver_webhooks() -> None:
+    """Sends the webhooks that are due; every default worker takes part (each claims its
+    own), so one slow receiver does not hold up the rest of the fleet's."""
+    from workers.context import worker_context
+    from workers.webhooks import deliver_due
+
+    deliver_due(worker_context())
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from workers.encoders import EncoderCache
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
-    from shared.gemini import GeminiGenerator
+    from shared.gemini import GeminiBatches, GeminiGenerator
 
 T = TypeVar("T")
 log = logging.getLogger("assetrag.worker")
@@ -47,6 +47,7 @@ class WorkerContext(Services):
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _encoders: EncoderCache | None = None
     _generator: GeminiGenerator | None = None
+    _batches: GeminiBatches | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _ready_collections: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -135,6 +136,24 @@ class WorkerContext(Services):
                     RpmLimiter(self.redis, s.gemini_rpm, name=s.gemini_model),
                 )
             return self._generator
+
+    def batches(self) -> GeminiBatches:
+        """Gemini's Batch API (sync calls: the poller and the batch tasks run in threads)."""
+        with self._lock:
+            if self._batches is None:
+                from shared.gemini import GeminiBatches
+
+                s = self.settings
+                self._batches = GeminiBatches(
+                    s.gemini_api_key,
+                    s.gemini_model,
+                    s.gemini_base_url,
+                    s.gemini_timeout_s,
+                    s.gemini_batch_inline_bytes,
+                    s.gemini_max_attempts,
+                    s.gemini_retry_budget_s,
+                )
+            return self._batches
 
 
 def build_context(settings: Settings) -> WorkerContext:

@@ -29,8 +29,8 @@ from shared import keys
 from shared.contract import ErrorCode
 from shared.errors import CodedError
 from shared.health import HEARTBEAT_PERIOD_S
-from shared.jobs import START, WorkEntry
-from shared.tasks import QUEUES, QueuedTask, TaskQueue, decode
+from shared.jobs import START, UPSTREAM_RUNNER, WorkEntry
+from shared.tasks import EMBED_BATCH, GENERATE_ITEMS, QUEUES, QueuedTask, TaskQueue, decode
 from workers.context import WorkerContext
 from workers.embed import fail_items
 
@@ -117,6 +117,8 @@ def check_work(
     ctx: WorkerContext, job_id: str, work_id: str, entry: WorkEntry, present: bool, done: Round
 ) -> None:
     settings = ctx.settings
+    if (entry.started_by or "").startswith(UPSTREAM_RUNNER):
+        return  # a Gemini batch: the batch poller follows it and sends its task when it ends
     running_for = time.time() - entry.started_at if entry.started_at else 0.0
     if present and running_for > settings.task_timeout_s:
         message = f"the work ran {running_for:.0f}s, over ASSETRAG_TASK_TIMEOUT_S"
@@ -142,8 +144,11 @@ def abandon(
     ctx: WorkerContext, job_id: str, work_id: str, entry: WorkEntry, error: CodedError
 ) -> None:
     """Ends the work without it: a batch's items fail, any other work fails its job."""
-    _name, args = decode(entry.payload)
-    if work_id == START:
-        ctx.jobs.fail(job_id, error.code, error.message)
-    else:
+    name, args = decode(entry.payload)
+    if name == GENERATE_ITEMS:
+        errors = [error.item_error(index, f"item:{index}") for index in args[2]]
+        ctx.jobs.complete_batch(job_id, work_id, 0, errors, {})
+    elif name == EMBED_BATCH:
         fail_items(ctx, job_id, work_id, args[2], error)
+    else:  # a job's first or last step, or its Gemini batch
+        ctx.jobs.fail(job_id, error.code, error.message)

@@ -10,6 +10,7 @@ from api.deps import CallerDep, JobDep, StateDep
 from api.errors import responses
 from api.routes.jobs import (
     FINISHED_IN_TIME,
+    WEBHOOK_ERRORS,
     IdempotencyHeader,
     WaitQuery,
     answer,
@@ -32,7 +33,9 @@ PAGE_MAX = 1000
     response_model=Job,
     responses={
         **FINISHED_IN_TIME,
-        **responses(E.collection_not_found, E.idempotency_key_reused, E.malformed_json),
+        **responses(
+            E.collection_not_found, *WEBHOOK_ERRORS, E.idempotency_key_reused, E.malformed_json
+        ),
     },
 )
 async def submit_duplicates(

@@ -34,8 +34,9 @@ from shared.contract import (
     Page,
     SearchRequest,
 )
-from shared.errors import CodedError, NotFound
-from shared.rules import check_item_count, check_text
+from shared.errors import CodedError, Conflict, NotFound
+from shared.results import result_lines
+from shared.rules import check_generation, check_item_count, check_text, check_webhook_url
 from shared.sources import resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH
 from shared.vectors import TenantVectors
@@ -51,6 +52,13 @@ IdempotencyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=200, description="one job per key"),
 ]
+# What any submit carrying a webhook can be refused with.
+WEBHOOK_ERRORS = (
+    E.webhook_not_configured,
+    E.forbidden_address,
+    E.unresolvable_host,
+    E.unsupported_url,
+)
 FINISHED_IN_TIME: dict[int | str, dict[str, Any]] = {
     200: {"model": Job, "description": "the job finished within `wait`"}
 }
@@ -64,6 +72,8 @@ async def enqueue(
 ) -> Job:
     """Writes the job record and its first task in one step (once per idempotency key)."""
     request = body.model_dump(mode="json", exclude_none=True)
+    if webhook := request.get("webhook"):
+        await require_webhook(caller, webhook)
     queue = caller.state.queue
     job, created = await caller.state.jobs.acreate(
         kind, request, caller.tenant, idempotency_key, lambda job_id: queue.message(task, job_id)
@@ -127,6 +137,16 @@ def require_keyword_search(vectors: TenantVectors, collection: str) -> None:
         raise vectors.keyword_unavailable(collection)
 
 
+async def require_webhook(caller: Caller, url: str) -> None:
+    """A webhook needs a secret to sign with and a public address (or an allowed host)."""
+    settings = caller.state.settings
+    if not settings.webhook_secret:
+        raise CodedError(
+            E.webhook_not_configured, "webhooks are off here: set ASSETRAG_WEBHOOK_SECRET"
+        )
+    await run_in_threadpool(check_webhook_url, url, settings.webhook_allow_hosts)
+
+
 def require_uploads(caller: Caller, upload_ids: list[str]) -> None:
     missing = caller.state.uploads.missing(upload_ids, caller.tenant)
     if missing:
@@ -169,16 +189,29 @@ async def accept_generate(
             E.generator_not_configured,
             "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)",
         )
-    check_text(body.prompt, settings.max_prompt_chars, E.prompt_too_long, "prompt")
-    references = body.references
-    if references is not None:
-        check_text(references.query, settings.max_query_chars, E.query_too_long, "query")
-    if references is not None or body.save_to_collection:
-        await require_collection(caller, body.collection)
-    if references is not None and references.asset_ids:
-        await run_in_threadpool(
-            require_assets, caller.vectors, body.collection, references.asset_ids
+    generations = body.generations()
+    check_item_count(len(generations), settings.max_generate_items)
+    asset_ids: dict[str, None] = {}
+    for index, item in enumerate(generations):
+        where = f"item {index}" if body.bulk else ""
+        check_text(
+            item.prompt, settings.max_prompt_chars, E.prompt_too_long, f"{where} prompt".strip()
         )
+        references = item.references
+        if references is not None:
+            check_text(references.query, settings.max_query_chars, E.query_too_long, "query")
+            asset_ids |= dict.fromkeys(references.asset_ids or [])
+        check_generation(
+            settings.gemini_model,
+            references.most if references is not None else 0,
+            item.aspect_ratio,
+            item.image_size,
+            where,
+        )
+    if body.save_to_collection or any(item.references for item in generations):
+        await require_collection(caller, body.collection)
+    if asset_ids:
+        await run_in_threadpool(require_assets, caller.vectors, body.collection, list(asset_ids))
     return await enqueue(caller, JobKind.generate, RUN_GENERATE, body, idempotency_key)
 
 
@@ -193,6 +226,7 @@ async def accept_generate(
             E.paths_disabled,
             E.path_outside_roots,
             E.file_not_found,
+            *WEBHOOK_ERRORS,
             E.idempotency_key_reused,
             E.malformed_json,
         ),
@@ -222,6 +256,7 @@ async def submit_embed(
             E.keyword_search_unavailable,
             E.upload_not_found,
             E.asset_not_found,
+            *WEBHOOK_ERRORS,
             E.idempotency_key_reused,
             E.malformed_json,
         ),
@@ -247,6 +282,9 @@ async def submit_search(
         **FINISHED_IN_TIME,
         **responses(
             E.generator_not_configured,
+            E.too_many_items,
+            E.option_not_supported,
+            *WEBHOOK_ERRORS,
             E.prompt_too_long,
             E.query_too_long,
             E.collection_not_found,
@@ -263,7 +301,8 @@ async def submit_generate(
     wait: WaitQuery = None,
 ) -> Response:
     """Generate images with Gemini from a prompt and reference assets (named, or the hits of
-    a text query)."""
+    a text query); or many such generations as `items`, interactively or through Gemini's
+    Batch API (`"mode": "batch"`, half the price, within 24 hours)."""
     job = await accept_generate(caller, body, idempotency_key)
     return await answer(caller.state, job, wait)
 
@@ -355,6 +394,34 @@ async def _event_stream(state: AppState, job_id: str) -> AsyncIterator[str]:
 
 
 @router.get(
+    contract.results_path("{job_id}"),
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "description": "one JSON line per item: index, status (succeeded, failed, "
+            "cancelled), result or error",
+        },
+        **responses(E.job_not_found, E.job_not_finished),
+    },
+)
+def job_results(job: JobDep, state: StateDep) -> Response:
+    """The finished job's results file: JSON Lines, one line per item, in item order."""
+    if not job.finished:
+        raise Conflict(
+            E.job_not_finished, f"job {job.id} is {job.state.value}; results come at its end"
+        )
+    body = "".join(
+        line.model_dump_json(exclude_none=True) + "\n" for line in result_lines(state.jobs, job)
+    )
+    return Response(
+        body,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}.jsonl"'},
+    )
+
+
+@router.get(
     contract.JOBS_PATH + "/{job_id}/images/{number}",
     response_class=Response,
     responses={
@@ -364,7 +431,9 @@ async def _event_stream(state: AppState, job_id: str) -> AsyncIterator[str]:
 )
 def generated_image(job: JobDep, number: int, state: StateDep) -> Response:
     images = job.result.images if isinstance(job.result, contract.GenerateResult) else []
-    if not 0 <= number < len(images):
+    url = contract.job_image_url(job.id, number)
+    image = next((image for image in images if image.content_url == url), None)
+    if image is None:
         raise NotFound(E.image_not_found, f"job {job.id} has no image {number}")
     try:
         data = state.blobs.get(generated_key(job.id, number))
@@ -372,6 +441,6 @@ def generated_image(job: JobDep, number: int, state: StateDep) -> Response:
         raise NotFound(E.image_not_found, f"job {job.id} image {number} is gone") from exc
     return Response(
         data,
-        media_type=images[number].mime_type,
+        media_type=image.mime_type,
         headers={"Cache-Control": "private, max-age=86400"},
     )

@@ -8,6 +8,7 @@ from api.deps import CallerDep
 from api.errors import responses
 from shared import contract
 from shared.contract import ServiceMeta
+from shared.rules import capabilities
 
 router = APIRouter(tags=["meta"])
 
@@ -18,6 +19,7 @@ async def read_meta(caller: CallerDep) -> ServiceMeta:
     sizes, request bounds and upload limits, so a client never copies them. Like every /v1
     route it needs the key when keys are on, so it doubles as a check of one."""
     settings = caller.state.settings
+    caps = capabilities(settings.gemini_model)
     return contract.service_meta(
         max_query_chars=settings.max_query_chars,
         max_prompt_chars=settings.max_prompt_chars,
@@ -25,4 +27,9 @@ async def read_meta(caller: CallerDep) -> ServiceMeta:
         clip_model=settings.clip_model,
         models=settings.allowed_models,
         generator_configured=bool(settings.gemini_api_key),
+        generator_model=settings.gemini_model,
+        max_generate_items=settings.max_generate_items,
+        model_options=(
+            None if caps is None else (caps.max_references, caps.image_sizes, caps.aspect_ratios)
+        ),
     )

@@ -10,6 +10,7 @@ from api.deps import Caller, CallerDep
 from api.errors import responses
 from api.routes.jobs import (
     FINISHED_IN_TIME,
+    WEBHOOK_ERRORS,
     IdempotencyHeader,
     WaitQuery,
     answer,
@@ -55,6 +56,7 @@ def _not_running(caller: Caller, name: str) -> None:
             E.collection_not_found,
             E.model_not_allowed,
             E.reindex_running,
+            *WEBHOOK_ERRORS,
             E.idempotency_key_reused,
             E.malformed_json,
         ),

@@ -296,6 +296,50 @@ def test_generate_failure_and_usage(cli: InProcess) -> None:
     assert bad_ratio.exit_code == 2 and "aspect_ratio" in bad_ratio.output
 
 
+def test_generate_from_a_prompts_file_in_each_mode(cli: InProcess, tmp_path: Path) -> None:
+    from workers.generate_batch import poll_batches
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '"a red shawl"\n# a comment\n\n'
+        '{"prompt": "a blue mug", "count": 2, "metadata": {"sku": "m1"}}\n'
+        '{"prompt": "nope [block:prompt]"}\n'
+    )
+    out = tmp_path / "bulk"
+    made = run("generate", "--from", str(prompts), "-c", "g3", "-o", str(out))
+    assert made.exit_code == 0, made.output
+    assert "2 of 3 item(s) made images, 1 failed" in made.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "item-0000-0.png",
+        "item-0001-0.png",
+        "item-0001-1.png",
+        "results.jsonl",
+    ]
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["succeeded", "succeeded", "failed"]
+    assert lines[1]["result"]["metadata"] == {"sku": "m1"}
+
+    queued = run("generate", "--from", str(prompts), "-c", "g3", "--batch", "--no-wait")
+    assert queued.exit_code == 0, queued.output
+    job_id = queued.stdout.strip().splitlines()[-1]
+    assert cli.ctx.jobs.get(job_id).kind == JobKind.generate
+    for _ in range(200):
+        cli.queue.drain()
+        if cli.ctx.jobs.get(job_id).finished:
+            break
+        poll_batches(cli.ctx)
+    listed = run("results", job_id)
+    assert listed.exit_code == 0, listed.output
+    statuses = [json.loads(line)["status"] for line in listed.stdout.splitlines()]
+    assert statuses == ["succeeded", "succeeded", "failed"]
+
+    both = run("generate", "x", "--from", str(prompts), "-c", "g3")
+    assert both.exit_code == 2 and "one of them" in both.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("# nothing\n")
+    assert "holds no items" in run("generate", "--from", str(empty), "-c", "g3").output
+
+
 def test_jobs_list_show_and_cancel(cli: InProcess, tmp_path: Path) -> None:
     ingest(tmp_path, "j1", count=2)
     listed = run("jobs", "--kind", "embed", "--limit", "5")

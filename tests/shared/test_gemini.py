@@ -414,3 +414,81 @@ def test_control_endpoint_queues_behaviours(fake: FakeGemini, generator: GeminiG
     with urllib.request.urlopen(f"{fake.base_url}/_requests", timeout=5) as response:
         recorded = [r for r in json.load(response) if r["prompt"] == prompt]
     assert [r["status"] for r in recorded] == [503, 200]
+
+
+# ── the Batch API, through the real SDK against the fake ────────────────────────────────────
+
+
+def make_batches(fake: FakeGemini, **kwargs: Any) -> Any:
+    from shared.gemini import GeminiBatches
+
+    return GeminiBatches("test-key", "gemini-3.1-flash-image", fake.base_url, **kwargs)
+
+
+def wait_state(batches: Any, name: str, wanted: str, timeout_s: float = 10) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = batches.state(name)
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state == wanted:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{name} stayed {seen}")
+
+
+@pytest.mark.parametrize("inline_limit", [10**9, 1], ids=["inline", "file"])
+def test_a_batch_moves_through_its_states_and_answers_each_request(
+    fake: FakeGemini, inline_limit: int
+) -> None:
+    from shared.gemini import BatchRequest, GenerationOutput
+
+    batches = make_batches(fake, inline_limit_bytes=inline_limit)
+    tag = uuid.uuid4().hex[:8]
+    requests = [
+        BatchRequest("0:0", f"fine {tag}", [(png((1, 2, 3)), "image/png")], "16:9", "2K"),
+        BatchRequest("1:0", f"blocked {tag} [block:prompt]", []),
+        BatchRequest("2:0", f"broken {tag} [fail:500]", []),
+    ]
+    name, as_file = batches.create(requests, f"t-{tag}")
+    assert as_file == (inline_limit == 1)
+    assert name in fake.batches and fake.batches[name].from_file == as_file
+    seen = wait_state(batches, name, "JOB_STATE_SUCCEEDED")
+    states = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
+    assert seen in (states, states[1:]), seen  # (a slow first look may miss PENDING)
+    state, answers = batches.results(name, [r.key for r in requests])
+    assert state == "JOB_STATE_SUCCEEDED" and set(answers) == {"0:0", "1:0", "2:0"}
+    fine = answers["0:0"]
+    assert isinstance(fine, GenerationOutput)
+    assert Image.open(io.BytesIO(fine.images[0].data)).size == image_size_for("16:9", "2K")
+    assert isinstance(answers["1:0"], GenerationError) and answers["1:0"].code == "blocked"
+    broken = answers["2:0"]
+    assert isinstance(broken, GenerationError) and broken.code == "upstream_error"
+    [sent] = [r for r in fake.requests if r.prompt == f"fine {tag}"]
+    assert (sent.batch, sent.reference_count) == (name, 1)
+    assert sent.image_config == {"aspectRatio": "16:9", "imageSize": "2K"}
+
+
+def test_a_cancelled_batch_ends_cancelled_without_answers(fake: FakeGemini) -> None:
+    from shared.gemini import BatchRequest
+
+    batches = make_batches(fake)
+    name, _ = batches.create([BatchRequest("0:0", "held [batch:hold]", [])], "held")
+    wait_state(batches, name, "JOB_STATE_RUNNING")
+    time.sleep(fake.batch_done_after_s)
+    assert batches.state(name) == "JOB_STATE_RUNNING"  # held past its time
+    batches.cancel(name)
+    assert name in fake.batch_cancels
+    assert batches.results(name, ["0:0"]) == ("JOB_STATE_CANCELLED", {})
+
+
+def test_batch_calls_without_a_key_or_to_an_unknown_batch_fail_clearly(fake: FakeGemini) -> None:
+    from shared.gemini import GeminiBatches
+
+    with pytest.raises(GenerationError) as unconfigured:
+        GeminiBatches(None, "m").state("batches/x")
+    assert unconfigured.value.code == "generator_not_configured"
+    with pytest.raises(GenerationError) as missing:
+        make_batches(fake, max_attempts=1).state("batches/nope")
+    assert missing.value.code == "upstream_error" and missing.value.status == 404

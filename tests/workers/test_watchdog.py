@@ -10,15 +10,24 @@ from pathlib import Path
 import pytest
 
 from shared import keys
-from shared.contract import JobKind, JobState
+from shared.contract import GenerateRequest, GenerateResult, JobKind, JobState
 from shared.health import WorkerHeartbeat
 from shared.jobs import START
 from shared.settings import Settings
-from shared.tasks import EMBED_BATCH, QUEUES, RUN_SEARCH
+from shared.tasks import (
+    COLLECT_BATCH,
+    EMBED_BATCH,
+    FINISH_GENERATE,
+    GENERATE_ITEMS,
+    QUEUES,
+    RUN_SEARCH,
+    QueuedTask,
+)
 from tests.inline import submit, take
 from tests.utils import write_images
 from workers.context import WorkerContext, build_context
 from workers.embed import plan_embed
+from workers.generate import plan_items
 from workers.watchdog import Round, audit_quiet_jobs, restore_orphans
 
 
@@ -91,3 +100,38 @@ def test_present_work_is_left_alone_and_overlong_work_fails(ctx: WorkerContext) 
     assert job is not None and job.state == JobState.failed
     assert job.error is not None and job.error.code == "work_timed_out"
     assert not any(ctx.redis.llen(q) for q in QUEUES)
+
+
+def test_lost_generate_items_fail_and_a_gemini_batch_is_left_to_its_poller(
+    ctx: WorkerContext,
+) -> None:
+    request = {"collection": "g", "items": [{"prompt": f"p{i}"} for i in range(3)]}
+    job_id = submit(ctx, JobKind.generate, request)
+    take(ctx)
+    assert ctx.jobs.start_work(job_id, START, "w1")
+    assert plan_items(ctx, job_id, GenerateRequest.model_validate(request)) == 1
+    assert [name for name, _ in take(ctx)] == [GENERATE_ITEMS]  # lost
+    for _ in range(3):  # sent again twice (work_attempts = 2), then its items fail
+        audit_quiet_jobs(ctx, done := Round())
+        take(ctx)
+    assert [w for _, w, _ in done.abandoned] == ["g0"]
+    then = ctx.jobs.work(job_id)  # every item counted: the last step was sent
+    assert list(then) == ["then"]
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.progress.failed == 3
+    assert sorted(e.index for e in job.errors) == [0, 1, 2]
+
+    waiting = submit(ctx, JobKind.generate, {"collection": "g", "prompt": "p", "mode": "batch"})
+    take(ctx)
+    assert ctx.jobs.start_work(waiting, START, "w1")
+    collect: QueuedTask = ctx.queue.message(COLLECT_BATCH, waiting)
+    then_task = ctx.queue.message(FINISH_GENERATE, waiting)
+    result = GenerateResult(images=[], text="", references=[], model="m", mode="batch")
+    assert ctx.jobs.await_upstream(
+        waiting, "upstream", collect, 1, result, then_task, {"name": "batches/x"}
+    )
+    audit_quiet_jobs(ctx, done := Round())
+    assert not [w for j, w in done.resent if j == waiting]
+    assert not [w for j, w, _ in done.abandoned if j == waiting]
+    assert ctx.jobs.state(waiting) == JobState.running
+    assert [args[0] for _, args in take(ctx)] == [job_id]  # only the first job's last step
