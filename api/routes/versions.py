@@ -75,7 +75,7 @@ async def submit_reindex(
     check_model_allowed(body.model, caller.state.settings.allowed_models)
     await require_collection(caller, name)
     await run_in_threadpool(_not_running, caller, name)
-    job_body = ReindexJob(collection=name, **body.model_dump())
+    job_body = ReindexJob(collection=name, **body.model_dump(exclude_none=True))
     job = await enqueue(caller, JobKind.reindex, PLAN_REINDEX, job_body, idempotency_key)
     return await answer(caller.state, job, wait)
 
