@@ -895,5 +895,90 @@ def collections(ctx: typer.Context) -> None:
     console.print(table)
 
 
+@app.command("check-model")
+def check_model(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="A CLIP model name or checkpoint file. [default: ASSETRAG_CLIP_MODEL]",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder of your own images to compare on. [default: built-in probe images]",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many images.")] = 32,
+) -> None:
+    """Compare the onnx image encoder (fp32, int8) with torch fp32: cosine parity and speed.
+
+    Runs here, on the CPU, exporting into the data dir's cache as a worker would; exits 1
+    when a runtime falls below ASSETRAG_ONNX_MIN_COSINE (a worker would refuse to serve it).
+    """
+    from shared.clip_encoder import ClipEncoder
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    spec = model or settings.clip_model
+    encoder = ClipEncoder(spec, "cpu", "fp32", cache_dir=settings.data_dir / "onnx")
+    try:
+        pictures = (
+            _folder_images(images, limit, encoder.input_resolution, settings.max_image_pixels)
+            if images
+            else None
+        )
+        checks = encoder.check_onnx(pictures)
+    except (ValueError, OSError) as exc:
+        _fail(f"error: {exc}")
+    bound = settings.onnx_min_cosine
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("image encoder", "min cosine", "mean cosine", "images/s", "speed-up", "serves"):
+        table.add_column(column)
+    base = checks[0].images_per_s
+    for check in checks:
+        found = check.parity
+        cells = (
+            ("1 (reference)", "1", "yes")
+            if found is None
+            else (
+                f"{found.min_cosine:.6f}",
+                f"{found.mean_cosine:.6f}",
+                "yes" if found.min_cosine >= bound else "no: below the bound",
+            )
+        )
+        table.add_row(
+            check.runtime,
+            cells[0],
+            cells[1],
+            f"{check.images_per_s:.1f}",
+            f"{check.images_per_s / base:.2f}x",
+            cells[2],
+        )
+    count = checks[-1].parity.images if checks[-1].parity else 0
+    console.print(f"{escape(spec)}: image tower on {count} images, bound {bound}")
+    console.print(table)
+    if any(c.parity is not None and c.parity.min_cosine < bound for c in checks):
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _folder_images(folder: Path, limit: int, resolution: int, max_pixels: int) -> list[Any]:
+    from shared.images import sniff_and_decode
+
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        try:
+            found.append(sniff_and_decode(path.read_bytes(), max_pixels, resolution)[1])
+        except Exception as exc:  # a bad file is skipped, and said so
+            err.print(f"skipped {escape(str(path))}: {exc}")
+        if len(found) >= limit:
+            break
+    if not found:
+        _fail(f"error: no readable images in {folder}")
+    return found
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -41,7 +41,7 @@ def encode_queries(
     queries = [(i, q) for i, q in enumerate(request.queries) if "vector" in q.finders]
     texts = [(i, q.text) for i, q in queries if q.text is not None]
     if texts:
-        encoded = ctx.encoder(target.model).encode_texts([text for _, text in texts])
+        encoded = ctx.texts(target.model).encode([text for _, text in texts])
         vectors.update({i: vector for (i, _), vector in zip(texts, encoded, strict=True)})
     for index, query in queries:
         if query.text is not None:
