@@ -344,8 +344,9 @@ class ClipEncoder:
             features = model.encode_image(batch.to(self.device, non_blocking=True))
         return self._finish(features)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Texts -> (N, dim) float32 unit vectors; text over the context length is truncated."""
+    def encode_texts(self, texts: list[str], full_context: bool = False) -> np.ndarray:
+        """Texts -> (N, dim) float32 unit vectors; text over the context length is truncated.
+        `full_context` runs OpenAI's own pass over every position (benchmarks compare it)."""
         model = self._ready()
         if isinstance(texts, str):
             texts = [texts]
@@ -353,5 +354,6 @@ class ClipEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         tokens = clip.tokenize(texts, context_length=self.context_length, truncate=True)
         with torch.inference_mode(), self._autocast():
-            features = encode_tokens(model, tokens.to(self.device))
+            tokens = tokens.to(self.device)
+            features = model.encode_text(tokens) if full_context else encode_tokens(model, tokens)
         return self._finish(features)
