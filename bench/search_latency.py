@@ -18,7 +18,8 @@ Then, per size, the concurrent mode (`--clients 20`, 0 to skip): that many clien
 keep-alive connections each POST `/v1/jobs/search?wait=10` (one distinct text each time, so
 the text cache never answers) for `--seconds`; searches/s, p50, p99. Beside it, in the same
 run: the bare encoder's texts/s one text per call (what a worker encoding one query at a
-time could reach at best) and in batches of `--clients` texts.
+time could reach at best) and in batches of `--clients` texts, just before and just after
+the load, averaged.
 
     .venv/bin/python bench/search_latency.py --sizes 10000,100000 --queries 200
     .venv/bin/python bench/search_latency.py --tiny --sizes 2000 --queries 30   # quick check
@@ -303,9 +304,15 @@ def main() -> None:
             a50, a99 = pct(samples["api"])
             print(f"{size}: api p50 {a50:.1f} ms p99 {a99:.1f} ms", flush=True)
             if args.clients:
+                # the bare rates just before and just after the load, averaged, so that
+                # load from elsewhere on the machine hits both sides alike
+                before = bare_rates(encoder, args.clients)
                 load = concurrent(port, args.clients, args.seconds)
+                after = bare_rates(encoder, args.clients)
                 results[-1]["load"] = load
-                results[-1]["bare_rates"] = bare_rates(encoder, args.clients)
+                results[-1]["bare_rates"] = tuple(
+                    (a + b) / 2 for a, b in zip(before, after, strict=True)
+                )
                 print(
                     f"{size}: {args.clients} clients {load.rate(200):.1f} searches/s, "
                     f"p50 {load.percentile_ms(0.5):.0f} ms",
