@@ -24,7 +24,7 @@ from shared.services import Services
 from shared.settings import Settings, get_settings
 from shared.vectors import AssetRecord, TenantVectors
 from workers.encoders import EncoderCache
-from workers.query_batcher import QueryBatcher, QueryBatchers
+from workers.query_batcher import QueryBatcher, QueryBatchers, Searcher
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -62,12 +62,19 @@ class WorkerContext(Services):
 
     def texts(self, model: str | None = None) -> QueryBatcher:
         """Text queries for `model`: cached, and batched with other threads' (query_batcher)."""
+        return self._query_batchers().get(model or self.settings.clip_model)
+
+    def searches(self, scope: TenantVectors) -> Searcher:
+        """`scope`'s vector searches, made together with other threads' (query_batcher)."""
+        return self._query_batchers().searches.bound(scope)
+
+    def _query_batchers(self) -> QueryBatchers:
         with self._lock:
             if self._batchers is None:
                 self._batchers = QueryBatchers.from_settings(
                     self.settings, lambda m, texts: self.encoder(m).encode_texts(texts)
                 )
-        return self._batchers.get(model or self.settings.clip_model)
+            return self._batchers
 
     def _load_encoder(self, model: str) -> ClipEncoder:
         from shared.clip_encoder import ClipEncoder

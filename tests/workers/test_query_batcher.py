@@ -4,6 +4,7 @@ batch gives each caller are the ones it would have got alone."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,9 +12,14 @@ import numpy as np
 import pytest
 
 from shared.clip_encoder import ClipEncoder
+from shared.contract import FilterValue
+from shared.settings import Settings
+from shared.vectors import AssetRecord, CollectionNotFound, VectorHit
 from tests.clip_fixture import build_tiny_checkpoint
-from workers.query_batcher import QueryBatcher, QueryBatchers, TextCache
+from workers.context import WorkerContext, build_context
+from workers.query_batcher import QueryBatcher, QueryBatchers, TextCache, VectorSearches
 
+Filter = dict[str, FilterValue] | None
 TEXTS = [f"query number {i} " + "word " * (i % 7) for i in range(16)]
 
 
@@ -115,3 +121,72 @@ def test_one_batcher_per_model(encoder: ClipEncoder, tmp_path: Path) -> None:
     assert batchers.get("tiny") is batchers.get("tiny")
     assert batchers.get("tiny").encode(["x"]).shape == (1, 48)
     assert batchers.get("d32").encode(["x"]).shape == (1, 32)  # caches kept apart
+
+
+# --- vector searches made together -------------------------------------------------------------
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[WorkerContext]:
+    context = build_context(settings)
+    yield context
+    context.vectors.close()
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = 8) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fill(ctx: WorkerContext, tenant: str, seed: int) -> np.ndarray:
+    scope = ctx.scoped(tenant)
+    scope.ensure_collection("c", 8, "m")
+    vectors = unit(np.random.default_rng(seed), 40)
+    records = [
+        AssetRecord(asset_id=f"{tenant}{i:059x}", vector=v.tolist(), metadata={"odd": i % 2})
+        for i, v in enumerate(vectors)
+    ]
+    scope.upsert("c", records)
+    return vectors
+
+
+def test_searches_from_many_jobs_are_one_call_and_each_gets_its_own_hits(
+    ctx: WorkerContext,
+) -> None:
+    stored = {tenant: fill(ctx, tenant, seed) for seed, tenant in enumerate(("alpha", "beta"))}
+    searches = VectorSearches(window_s=0.05, max_batch=64)
+    asks = [  # (tenant, query rows, top_k, filter): mixed tenants, depths and filters
+        (tenant, stored[tenant][i : i + rows], top_k, flt)
+        for i, (tenant, rows, top_k, flt) in enumerate(
+            [("alpha", 1, 5, None), ("beta", 2, 5, None), ("alpha", 1, 3, None)] * 3
+            + [("alpha", 1, 5, {"odd": 1}), ("beta", 3, 5, None), ("alpha", 2, 5, None)]
+        )
+    ]
+    barrier = threading.Barrier(len(asks))
+
+    def ask(tenant: str, rows: np.ndarray, top_k: int, flt: Filter) -> list[list[VectorHit]]:
+        barrier.wait()
+        return searches.bound(ctx.scoped(tenant)).search("c", rows, top_k, flt)
+
+    with ThreadPoolExecutor(len(asks)) as pool:
+        got = list(pool.map(lambda a: ask(*a), asks))
+    assert searches.stats.calls < len(asks)  # made together
+    for (tenant, rows, top_k, flt), hits in zip(asks, got, strict=True):
+        alone = ctx.scoped(tenant).search("c", rows, top_k, flt)
+        assert [[h.asset_id for h in q] for q in hits] == [[h.asset_id for h in q] for q in alone]
+        assert all(h.asset_id.startswith(tenant) for q in hits for h in q)  # never another's
+        assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)  # a stored vector finds itself
+
+
+def test_a_missing_collection_fails_only_its_own_search(ctx: WorkerContext) -> None:
+    fill(ctx, "alpha", 0)
+    searches = VectorSearches(window_s=0.05, max_batch=64)
+    query = unit(np.random.default_rng(9), 1)
+    with ThreadPoolExecutor(2) as pool:
+        missing = pool.submit(searches.bound(ctx.scoped("beta")).search, "c", query, 3)
+        found = pool.submit(searches.bound(ctx.scoped("alpha")).search, "c", query, 3)
+    with pytest.raises(CollectionNotFound):
+        missing.result()
+    assert len(found.result()[0]) == 3
+    with pytest.raises(CollectionNotFound):  # a name nobody could make: refused at once
+        searches.bound(ctx.scoped("alpha")).search("../x", query, 3)
