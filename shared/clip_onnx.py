@@ -49,6 +49,7 @@ def _atomic_path(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    os.chmod(name, 0o644)  # mkstemp's 0600 would hide the export from other users' workers
     return Path(name)
 
 
@@ -195,11 +196,16 @@ class Check:
     images_per_s: float
 
 
-def _rate(encode: Callable[[], object], count: int) -> float:
+def _rate(encode: Callable[[], object], count: int, repeats: int = 3) -> float:
+    """Images/s, the best of `repeats` passes after a warm one (a busy machine only ever
+    slows a pass down)."""
     encode()  # warm: allocators, kernels
-    started = time.perf_counter()
-    encode()
-    return count / max(time.perf_counter() - started, 1e-9)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encode()
+        best = min(best, time.perf_counter() - started)
+    return count / max(best, 1e-9)
 
 
 def check_model(

@@ -97,9 +97,11 @@ def _load_model_or_exit(ctx: Any) -> None:
         logging.shutdown()
         os._exit(1)
     log.info(
-        "model %s loaded on %s in %.1fs",
+        "model %s loaded on %s (image tower: %s %s) in %.1fs",
         encoder.model_id,
         encoder.device,
+        encoder.backend,
+        encoder.image_precision,
         time.perf_counter() - started,
     )
 
