@@ -80,7 +80,11 @@ RequestT = TypeVar("RequestT", bound=_Waiting)
 class _Gatherer(Generic[RequestT]):
     """Requests from many threads, handed to one serving thread in batches: the first waiting
     request, then whatever else arrives within the window (and is queued already when it
-    closes), up to `max_batch` rows. Subclasses serve a batch and settle every future."""
+    closes), up to `max_batch` rows. Subclasses serve a batch and settle every future.
+
+    The window is waited only while requests come in company (the last batch held more than
+    one): a lone query then pays nothing for it, and under load the batch also takes in
+    whatever queued up while the previous one was served."""
 
     def __init__(self, window_s: float, max_batch: int, name: str) -> None:
         self.window_s = window_s
@@ -89,6 +93,7 @@ class _Gatherer(Generic[RequestT]):
         self._queue: queue.Queue[RequestT] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._busy = False  # the last batch held more than one request
 
     def _submit(self, request: RequestT) -> None:
         with self._lock:
@@ -104,7 +109,7 @@ class _Gatherer(Generic[RequestT]):
     def _gather(self) -> list[RequestT]:
         batch = [self._queue.get()]
         size = batch[0].size
-        deadline = time.monotonic() + self.window_s
+        deadline = time.monotonic() + (self.window_s if self._busy else 0.0)
         while size < self.max_batch:
             try:
                 request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -112,6 +117,7 @@ class _Gatherer(Generic[RequestT]):
                 break
             batch.append(request)
             size += request.size
+        self._busy = len(batch) > 1
         return batch
 
     def _serve(self, batch: list[RequestT]) -> None:

@@ -4,6 +4,7 @@ batch gives each caller are the ones it would have got alone."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,14 @@ def test_a_lone_query_waits_only_the_window(encoder: ClipEncoder) -> None:
     batcher = QueryBatcher(encode, window_s=0.0, max_batch=8, cache_size=0)
     np.testing.assert_allclose(batcher.encode(["a cat"]), encoder.encode_texts(["a cat"]))
     assert encode.calls == [["a cat"]]
+
+
+def test_a_lone_query_does_not_wait_for_company(encoder: ClipEncoder) -> None:
+    batcher = QueryBatcher(Counting(encoder), window_s=2.0, max_batch=8, cache_size=0)
+    for text in ("a cat", "a dog"):  # one at a time, as one client searching sends them
+        started = time.monotonic()
+        batcher.encode([text])
+        assert time.monotonic() - started < 1.0  # not the 2 s window
 
 
 def test_batches_are_capped_and_order_is_kept(encoder: ClipEncoder) -> None:
