@@ -10,6 +10,10 @@ The ViT-B/32 architecture with random weights stands in for OpenAI's weights (sa
 same FLOPs). The embed worker is warmed with a small job first, so the model load is excluded.
 
     .venv/bin/python bench/embed_throughput.py --images 512 --batch-size 32 --precision auto
+    .venv/bin/python bench/embed_throughput.py --backend onnx --precision int8
+
+Whatever the configuration, bare torch fp32 is timed beside it in every round too (unless
+that is the configuration), so the speed-up over the plain model is a ratio from one run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import describe  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
 from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
 from shared.images import sniff_and_decode  # noqa: E402
@@ -85,11 +90,25 @@ def write_jpegs(folder: Path, count: int, size: tuple[int, int], start: int) -> 
 class Bare:
     """The model in this process, the JPEGs decoded and preprocessed up front (untimed)."""
 
-    def __init__(self, model: str, precision: str, paths: list[Path], batch_size: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        precision: str,
+        paths: list[Path],
+        batch_size: int,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+        share: Bare | None = None,
+    ) -> None:
         import torch
 
-        self.encoder = ClipEncoder(model, "cpu", precision)
+        self.encoder = ClipEncoder(model, "cpu", precision, backend, cache_dir)
         self.encoder.load()
+        self.runs: list[float] = []
+        if share is not None:  # another configuration of the model over the same tensors
+            self.decode_ms, self.n, self.batches = share.decode_ms, share.n, share.batches
+            self.encoder.encode_images(self.batches[0])
+            return
         tensors = []
         for path in paths:  # exactly the worker's decode path (draft mode included)
             tensors.append(self._decode(path))
@@ -104,7 +123,6 @@ class Bare:
             torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)
         ]
         self.encoder.encode_images(self.batches[0])  # warm: allocator, oneDNN kernels
-        self.runs: list[float] = []
 
     def _decode(self, path: Path) -> Any:
         _, image = sniff_and_decode(
@@ -205,6 +223,7 @@ def batch_timings(log_file: Path, job_id: str) -> list[dict[str, Any]]:
 def side_by_side(
     model: str,
     precision: str,
+    backend: str,
     library: Path,
     n: int,
     warm_folder: Path,
@@ -214,6 +233,7 @@ def side_by_side(
     repeats: int,
     decode_threads: int | None,
     bare: Bare,
+    reference: Bare | None,
 ) -> dict[str, Any]:
     """Start the stack, warm it, then alternate a bare pass and an end-to-end pass, so that
     noise from other load on the machine hits both sides alike."""
@@ -225,6 +245,7 @@ def side_by_side(
         "ASSETRAG_CLIP_MODEL": model,
         "ASSETRAG_DEVICE": "cpu",
         "ASSETRAG_PRECISION": precision,
+        "ASSETRAG_BACKEND": backend,
         "ASSETRAG_LIBRARY_ROOTS": str(base),
         "ASSETRAG_EMBED_BATCH_SIZE": str(batch_size),
         "ASSETRAG_GEMINI_API_KEY": "unused",
@@ -241,6 +262,7 @@ def side_by_side(
         warm = embed_folder(client, warm_folder, WARM_COLLECTION, warm_n, 600)
         for attempt in range(repeats):
             bare_s = bare.run()
+            ref_s = reference.run() if reference is not None else bare_s
             # Each repeat goes to a fresh collection, so nothing is deduplicated away.
             name = f"{BENCH_COLLECTION}_{attempt}"
             cpu_before = cpu_by_process(stack)
@@ -249,12 +271,15 @@ def side_by_side(
             run["cpu"] = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
             run["batches"] = batch_timings(log_dir / "worker-embed.log", run["job_id"])
             run["bare_s"] = bare_s
+            run["reference_s"] = ref_s
             run["load"] = os.getloadavg()[0]
             runs.append(run)
             print(
                 f"round {attempt}: bare {bare_s:.2f}s ({n / bare_s:.1f} img/s), end to end "
                 f"{run['to_searchable_s']:.2f}s ({n / run['to_searchable_s']:.1f} img/s), "
-                f"ratio {bare_s / run['to_searchable_s']:.2f}, load avg {run['load']:.1f}",
+                f"ratio {bare_s / run['to_searchable_s']:.2f}; bare torch fp32 {ref_s:.2f}s "
+                f"({n / ref_s:.1f} img/s), e2e / torch fp32 {ref_s / run['to_searchable_s']:.2f}; "
+                f"load avg {run['load']:.1f}",
                 flush=True,
             )
     finally:
@@ -280,7 +305,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8", "auto"), default="auto")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--size", default="640x480", help="JPEG size WxH (default 640x480)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats of each side")
     parser.add_argument(
@@ -311,10 +337,14 @@ def main() -> None:
             flush=True,
         )
 
-        bare = Bare(str(ckpt), args.precision, paths, args.batch_size)
+        onnx_cache = base / "data" / "onnx"  # the stack's: its worker finds the export made
+        bare = Bare(str(ckpt), args.precision, paths, args.batch_size, args.backend, onnx_cache)
+        plain = args.backend == "torch" and bare.encoder.precision == "fp32"
+        reference = None if plain else Bare(str(ckpt), "fp32", paths, args.batch_size, share=bare)
         e2e = side_by_side(
             str(ckpt),
             args.precision,
+            args.backend,
             library,
             args.images,
             warm_folder,
@@ -324,23 +354,28 @@ def main() -> None:
             args.repeats,
             args.decode_threads,
             bare,
+            reference,
         )
         bare_ips = args.images / min(bare.runs)
         best = min(e2e["runs"], key=lambda r: r["to_searchable_s"])
         e2e_ips = args.images / best["to_searchable_s"]
         ratio = e2e_ips / bare_ips
         ratios = [r["bare_s"] / r["to_searchable_s"] for r in e2e["runs"]]
+        ref_ips = args.images / min(r["reference_s"] for r in e2e["runs"])
+        ref_ratios = [r["reference_s"] / r["to_searchable_s"] for r in e2e["runs"]]
         import torch
 
         print()
         print(
             f"model {'tiny' if args.tiny else 'ViT-B/32 (random weights)'}, "
             f"dim {bare.encoder.dim}, "
-            f"precision {args.precision} -> {bare.encoder.precision} (native bf16: "
+            f"backend {args.backend}, precision {args.precision} -> image tower "
+            f"{bare.encoder.image_precision} (native bf16: "
             f"{cpu_has_native_bf16()}), batch {args.batch_size}, {args.images} images "
             f"{w}x{h}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"{os.cpu_count()} CPUs"
         )
+        print(f"machine: {describe()}")
         print(f"| {'measure':<44} | {'value':>10} |")
         print(f"|{'-' * 46}|{'-' * 12}|")
         print(
@@ -355,6 +390,13 @@ def main() -> None:
         print(
             f"| {'ratio per round (bare s / e2e s)':<44} | "
             f"{' '.join(f'{r:.2f}' for r in ratios):>10} |"
+        )
+        print(f"| {'bare torch fp32, images/s (same rounds)':<44} | {ref_ips:>10.1f} |")
+        print(f"| {'ratio end to end / bare torch fp32':<44} | {e2e_ips / ref_ips:>10.2f} |")
+        print(f"| {'ratio bare / bare torch fp32':<44} | {bare_ips / ref_ips:>10.2f} |")
+        print(
+            f"| {'e2e / torch fp32 per round':<44} | "
+            f"{' '.join(f'{r:.2f}' for r in ref_ratios):>10} |"
         )
         print(f"| {'e2e submit -> job completed, s':<44} | {best['to_completed_s']:>10.2f} |")
         print(f"| {'e2e submit -> all N searchable, s':<44} | {best['to_searchable_s']:>10.2f} |")

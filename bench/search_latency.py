@@ -10,15 +10,27 @@ For each size (grown in place: 10k, then 90k more for 100k) it measures, one que
   finished job comes back (validate, enqueue, query worker: encode + search, long-poll);
 - bare text encode: `ClipEncoder.encode_texts([q])` in this process;
 - direct search: `VectorStore.search(collection, vec, 10)` on the same Milvus server;
-- what the API does per search before enqueueing: `VectorStore.get_collection` (it counts).
+- what the API does per search before enqueueing: `VectorStore.get_collection` (it counts);
+- bare text encode over the full 77-token context (`full_context=True`, OpenAI's own pass),
+  beside the truncated one the service runs.
+
+Then, per size, the concurrent mode (`--clients 20`, 0 to skip): that many clients on
+keep-alive connections each POST `/v1/jobs/search?wait=10` (one distinct text each time, so
+the text cache never answers) for `--seconds`; searches/s, p50, p99. Beside it, in the same
+run: the bare encoder's texts/s one text per call (what a worker encoding one query at a
+time could reach at best) and in batches of `--clients` texts, just before and just after
+the load, averaged.
 
     .venv/bin/python bench/search_latency.py --sizes 10000,100000 --queries 200
     .venv/bin/python bench/search_latency.py --tiny --sizes 2000 --queries 30   # quick check
+    .venv/bin/python bench/search_latency.py --sizes 10000 --clients 20 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import shutil
 import sys
@@ -34,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Load, describe, http_load  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
 from shared.clip_encoder import ClipEncoder  # noqa: E402
 from shared.vectors import AssetRecord, VectorStore  # noqa: E402
@@ -155,6 +168,7 @@ def measure(
         "encode": [],
         "search": [],
         "encode+search": [],
+        "encode_full": [],
         "get_collection": [],
         "job_server": [],
     }
@@ -175,7 +189,33 @@ def measure(
         out["search"].append(end - mid)
         out["encode+search"].append(end - started)
         out["get_collection"].append(timed(lambda: store.get_collection(COLLECTION)))
+        started = time.perf_counter()
+        encoder.encode_texts([text], full_context=True)
+        out["encode_full"].append(time.perf_counter() - started)
     return out
+
+
+def concurrent(port: int, clients: int, seconds: float) -> Load:
+    """`clients` clients searching with `wait`, one distinct text per search."""
+    counter = itertools.count()
+    rng = np.random.default_rng(11)
+
+    def body() -> bytes:
+        words = " ".join(rng.choice(WORDS, size=rng.integers(3, 8)))
+        text = f"{words} {next(counter)}"  # distinct: the worker's text cache never answers
+        request = {"collection": COLLECTION, "queries": [{"text": text}], "top_k": TOP_K}
+        return json.dumps(request).encode()
+
+    return http_load(port, "/v1/jobs/search?wait=10", body, clients, seconds)
+
+
+def bare_rates(encoder: ClipEncoder, clients: int, rounds: int = 3) -> tuple[float, float]:
+    """Texts/s of the bare encoder: one text per call, and `clients` texts per call."""
+    texts = [f"{t} {i}" for i, t in enumerate(queries(clients * rounds, 5))]
+    one = timed(lambda: [encoder.encode_texts([t]) for t in texts])
+    chunks = [texts[i : i + clients] for i in range(0, len(texts), clients)]
+    batched = timed(lambda: [encoder.encode_texts(c) for c in chunks])
+    return len(texts) / one, len(texts) / batched
 
 
 def _seconds(stamp: Any) -> float:
@@ -205,6 +245,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="rows per upsert while loading")
     parser.add_argument("--tiny", action="store_true", help="the small test checkpoint (quick)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent mode (0: skip)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="concurrent mode's length")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
 
@@ -261,6 +303,21 @@ def main() -> None:
             )
             a50, a99 = pct(samples["api"])
             print(f"{size}: api p50 {a50:.1f} ms p99 {a99:.1f} ms", flush=True)
+            if args.clients:
+                # the bare rates just before and just after the load, averaged, so that
+                # load from elsewhere on the machine hits both sides alike
+                before = bare_rates(encoder, args.clients)
+                load = concurrent(port, args.clients, args.seconds)
+                after = bare_rates(encoder, args.clients)
+                results[-1]["load"] = load
+                results[-1]["bare_rates"] = tuple(
+                    (a + b) / 2 for a, b in zip(before, after, strict=True)
+                )
+                print(
+                    f"{size}: {args.clients} clients {load.rate(200):.1f} searches/s, "
+                    f"p50 {load.percentile_ms(0.5):.0f} ms",
+                    flush=True,
+                )
 
         import torch
 
@@ -309,6 +366,9 @@ def main() -> None:
                 f"{(r['size'] - prev) / r['load_s']:>7.0f} | {r['settle_s']:>7.1f} | "
                 f"{r['first'] * 1000:>13.1f} | {f'{g50:.1f} / {g99:.1f}':>25} | {j:>32} |"
             )
+        print(f"\nmachine: {describe()}")
+        print_truncation(results)
+        print_concurrent(results, args.clients, args.seconds)
         client.close()
     finally:
         if stack is not None:
@@ -317,6 +377,39 @@ def main() -> None:
             print(f"kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def print_truncation(results: list[dict[str, Any]]) -> None:
+    print()
+    print("| vectors | bare encode p50, truncated | bare encode p50, full 77 tokens | ratio |")
+    print("|---:|---:|---:|---:|")
+    for r in results:
+        e50, f50 = pct(r["samples"]["encode"])[0], pct(r["samples"]["encode_full"])[0]
+        print(f"| {r['size']} | {e50:.1f} | {f50:.1f} | {f50 / e50:.2f} |")
+
+
+def print_concurrent(results: list[dict[str, Any]], clients: int, seconds: float) -> None:
+    rows = [r for r in results if "load" in r]
+    if not rows:
+        return
+    print()
+    print(
+        f"{clients} concurrent clients, {seconds:.0f} s each: service searches/s with `wait` "
+        "beside the bare encoder's texts/s (one per call; batches of the client count)"
+    )
+    print(
+        "| vectors | searches/s | p50 ms | p99 ms | statuses | client CPU | "
+        "bare 1/call texts/s | bare batched texts/s |"
+    )
+    print("|---:|---:|---:|---:|---|---:|---:|---:|")
+    for r in rows:
+        load: Load = r["load"]
+        one, batched = r["bare_rates"]
+        print(
+            f"| {r['size']} | {load.rate(200):.1f} | {load.percentile_ms(0.5):.0f} | "
+            f"{load.percentile_ms(0.99):.0f} | {dict(sorted(load.statuses.items()))} "
+            f"(broken {load.failures}) | {load.client_cpu:.2f} | {one:.1f} | {batched:.1f} |"
+        )
 
 
 if __name__ == "__main__":

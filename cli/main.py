@@ -1111,5 +1111,94 @@ def drop_version(
     console.print(f"dropped version {version} of {escape(collection)}")
 
 
+@app.command("check-model")
+def check_model(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="A CLIP model name or checkpoint file. [default: ASSETRAG_CLIP_MODEL]",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder of your own images to compare on. [default: built-in probe images]",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many images.")] = 32,
+) -> None:
+    """Compare the onnx image encoder (fp32, int8) with torch fp32: cosine parity and speed.
+
+    Runs here, on the CPU, exporting into the data dir's cache as a worker would; exits 1
+    when a runtime falls below ASSETRAG_ONNX_MIN_COSINE (a worker would refuse to serve it).
+    """
+    from shared.clip_encoder import ClipEncoder
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    spec = model or settings.clip_model
+    encoder = ClipEncoder(spec, "cpu", "fp32", cache_dir=settings.data_dir / "onnx")
+    try:
+        pictures = (
+            _folder_images(images, limit, encoder.input_resolution, settings.max_image_pixels)
+            if images
+            else None
+        )
+        checks = encoder.check_onnx(pictures)
+    except (ValueError, OSError) as exc:
+        _fail(f"error: {exc}")
+    bound = settings.onnx_min_cosine
+    console.print(
+        f"{escape(spec)}: image tower on {len(pictures or [])} images"
+        if pictures
+        else f"{escape(spec)}: image tower on the probe images"
+    )
+    console.print(_checks_table(checks, bound))
+    refused = [c for c in checks if c.parity is not None and c.parity.min_cosine < bound]
+    for check in refused:
+        assert check.parity is not None
+        err.print(
+            f"{check.runtime}: min cosine {check.parity.min_cosine:.6f} is below the bound "
+            f"{bound} (ASSETRAG_ONNX_MIN_COSINE): a worker would refuse to serve it"
+        )
+    if refused:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _checks_table(checks: list[Any], bound: float) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("runtime", "min cos", "mean cos", "img/s", "x torch", "serves"):
+        table.add_column(column)
+    base = checks[0].images_per_s
+    for check in checks:
+        found = check.parity
+        if found is None:
+            cosines, serves = ("1", "1"), "reference"
+        else:
+            cosines = (f"{found.min_cosine:.6f}", f"{found.mean_cosine:.6f}")
+            serves = "yes" if found.min_cosine >= bound else "no"
+        speed = f"{check.images_per_s:.1f}"
+        table.add_row(check.runtime, *cosines, speed, f"{check.images_per_s / base:.2f}", serves)
+    return table
+
+
+def _folder_images(folder: Path, limit: int, resolution: int, max_pixels: int) -> list[Any]:
+    from shared.images import sniff_and_decode
+
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        try:
+            found.append(sniff_and_decode(path.read_bytes(), max_pixels, resolution)[1])
+        except Exception as exc:  # a bad file is skipped, and said so
+            err.print(f"skipped {escape(str(path))}: {exc}")
+        if len(found) >= limit:
+            break
+    if not found:
+        _fail(f"error: no readable images in {folder}")
+    return found
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

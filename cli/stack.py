@@ -78,6 +78,8 @@ def default_pool(queues: list[str]) -> tuple[str, int]:
         return "solo", 1
     if "generate" in queues:
         return "threads", settings.gemini_concurrency
+    if "query" in queues:  # many threads: their text queries are encoded in shared batches
+        return "threads", settings.query_concurrency
     return "threads", 4
 
 

@@ -4,16 +4,24 @@
 A model is either one of `clip.available_models()` or a checkpoint file: OpenAI's TorchScript
 archives and plain state dicts go through the same loader, and every size (embedding dim,
 input resolution, context length) is read from the model, never assumed.
+
+Two levers for speed, both checked for exactness:
+- text: the transformer runs only up to the batch's last end-of-text token (see
+  `encode_tokens`), which gives the same features as the full 77 tokens;
+- images, on the CPU: `backend="onnx"` runs the image tower on ONNX Runtime (fp32, or int8
+  by dynamic quantisation), exported once per checkpoint and refused at load when it drifts
+  from torch fp32 (`shared/clip_onnx.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,8 +32,15 @@ with warnings.catch_warnings():
     import clip
     from clip.model import CLIP, build_model
 
+if TYPE_CHECKING:
+    from shared.clip_onnx import Check, OnnxImageEncoder
+    from shared.settings import Settings
+
 DEVICES = ("auto", "cuda", "cpu")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+# What each backend can run its image tower at (the text tower always runs on torch).
+_BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp16", "bf16"), "onnx": ("auto", "fp32", "int8")}
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -48,9 +63,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_options(device: str, precision: str, backend: str) -> None:
+    """Refuses a combination that cannot run, before anything is loaded."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    allowed = _BACKEND_PRECISIONS[backend]
+    if precision not in allowed:
+        raise ValueError(
+            f"precision with the {backend} backend must be one of {allowed}, not {precision!r}"
+        )
+    if backend == "onnx" and device == "cuda":
+        raise ValueError("the onnx backend runs on the CPU; use the torch backend on CUDA")
+
+
 def resolve_precision(precision: str, device: str) -> str:
+    """The torch precision: what the text tower (and the torch image tower) runs at."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "int8":
+        return resolve_precision("auto", device)  # int8 is the onnx image tower's alone
     if precision != "auto":
         return precision
     if device == "cuda":
@@ -92,6 +125,62 @@ def _load_file(spec: str, device: str) -> CLIP:
     return model.to(device)
 
 
+def checkpoint_hash(spec: str) -> str:
+    """What identifies a model's weights: the SHA-256 OpenAI publishes in a named model's URL,
+    or a checkpoint file's own, read in chunks."""
+    if spec in clip.available_models():
+        return str(clip.clip._MODELS[spec].split("/")[-2])
+    digest = hashlib.sha256()
+    with Path(spec).expanduser().open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# oneDNN builds its bf16 kernels anew for every input shape it meets (0.3-1 s each on the
+# 2-core EPYC here, against ~20 ms for the pass itself), so the shapes a text batch can take
+# are kept few: lengths in steps of 8 tokens, batches padded to a power of two; and `load()`
+# builds the common ones, so no query pays for a kernel build.
+LENGTH_STEP = 8
+_WARM_BATCHES = (1, 2, 4, 8, 16, 32)
+_WARM_LENGTHS = (8, 16)
+
+
+def encode_tokens(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text(tokens)`, computed only up to the batch's last end-of-text token.
+
+    The text transformer is causal and its features are read at the end-of-text token (the
+    highest id, hence argmax), so no position after the longest text can change them: the
+    token ids, positional embeddings and causal mask are cut there (rounded up to a multiple
+    of LENGTH_STEP, which changes nothing either). A short query then costs a fraction of the
+    77-token pass. Nothing on the shared model is changed (OpenAI's blocks re-assign their
+    mask on every call), so threads may call this at once.
+    """
+    ends = tokens.argmax(dim=-1)
+    longest = int(ends.max()) + 1
+    length = min(tokens.shape[1], -(-longest // LENGTH_STEP) * LENGTH_STEP)
+    x = model.token_embedding(tokens[:, :length]).type(model.dtype)
+    x = x + model.positional_embedding[:length].type(model.dtype)
+    x = x.permute(1, 0, 2)  # NLD -> LND, as the blocks expect
+    for block in model.transformer.resblocks:
+        mask = block.attn_mask
+        if mask is not None:
+            mask = mask[:length, :length].to(dtype=x.dtype, device=x.device)
+        y = block.ln_1(x)
+        x = x + block.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
+        x = x + block.mlp(block.ln_2(x))
+    x = model.ln_final(x.permute(1, 0, 2)).type(model.dtype)
+    return x[torch.arange(x.shape[0]), ends] @ model.text_projection
+
+
+def _padded_rows(tokens: torch.Tensor) -> torch.Tensor:
+    """Rows of zeros up to the next power of two (their features are computed and dropped)."""
+    rows = 1 << (tokens.shape[0] - 1).bit_length()
+    if rows == tokens.shape[0]:
+        return tokens
+    return torch.cat([tokens, tokens.new_zeros(rows - tokens.shape[0], tokens.shape[1])])
+
+
 def _load_model(spec: str, device: str, precision: str) -> CLIP:
     if spec in clip.available_models():
         model, _ = clip.load(spec, device=device, jit=False)  # downloads on first use
@@ -104,21 +193,47 @@ def _load_model(spec: str, device: str, precision: str) -> CLIP:
 
 
 class ClipEncoder:
-    """CLIP image and text encoders behind one lazily loaded, thread-safe object."""
+    """CLIP image and text encoders behind one lazily loaded, thread-safe object.
 
-    def __init__(self, model: str, device: str = "auto", precision: str = "auto") -> None:
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    With `backend="onnx"` the image tower runs on ONNX Runtime at `precision` (fp32 or int8),
+    exported into `cache_dir` once per checkpoint, and the load fails (ValueError) when its
+    cosine to torch fp32 on probe images is below `min_cosine`; the text tower stays on torch.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        precision: str = "auto",
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+        min_cosine: float = 0.99,
+    ) -> None:
+        check_options(device, precision, backend)
         self.model_id = model
-        self._want_device = device
+        self.backend = backend
+        self._want_device = "cpu" if backend == "onnx" else device
         self._want_precision = precision
+        self._cache_dir = cache_dir
+        self._min_cosine = min_cosine
         self._lock = threading.Lock()
         self._model: CLIP | None = None
+        self._onnx: OnnxImageEncoder | None = None
         self._transform: Callable[[Image.Image], torch.Tensor] | None = None
         self._device: str | None = None
         self._precision: str | None = None
+
+    @classmethod
+    def from_settings(cls, model: str, settings: Settings) -> ClipEncoder:
+        """An encoder for `model` with the service's device, precision and backend."""
+        return cls(
+            model,
+            settings.device,
+            settings.precision,
+            settings.backend,
+            settings.data_dir / "onnx",
+            settings.onnx_min_cosine,
+        )
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -136,9 +251,61 @@ class ClipEncoder:
             device = resolve_device(self._want_device)
             precision = resolve_precision(self._want_precision, device)
             model = _load_model(self.model_id, device, precision)
-            self._transform = clip.clip._transform(model.visual.input_resolution)
+            transform = clip.clip._transform(model.visual.input_resolution)
+            if self.backend == "onnx":
+                self._onnx = self._load_onnx(model, transform)
+            self._transform = transform
             self._device, self._precision = device, precision
+            self._warm_text(model)
             self._model = model
+
+    def _warm_text(self, model: CLIP) -> None:
+        """Builds the bf16 kernels of the common text shapes now (see LENGTH_STEP)."""
+        if self._device != "cpu" or self._precision != "bf16":
+            return  # fp32 and CUDA reuse their kernels across shapes
+        for rows in _WARM_BATCHES:
+            for length in _WARM_LENGTHS:
+                tokens = torch.zeros(rows, model.context_length, dtype=torch.long)
+                tokens[:, length - 1] = 1  # an end-of-text stand-in: the row's highest id
+                # not self._autocast(): it reads properties that wait for this load
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    encode_tokens(model, tokens)
+
+    def _load_onnx(
+        self, model: CLIP, transform: Callable[[Image.Image], torch.Tensor]
+    ) -> OnnxImageEncoder:
+        from shared.clip_onnx import OnnxImageEncoder, parity
+
+        precision = "int8" if self._want_precision == "int8" else "fp32"
+        onnx = OnnxImageEncoder.build(
+            model, checkpoint_hash(self.model_id), precision, self._onnx_cache()
+        )
+        found = parity(model, onnx, transform)
+        if found.min_cosine < self._min_cosine:
+            raise ValueError(
+                f"the onnx {precision} image encoder for {self.model_id} agrees with torch fp32 "
+                f"only to cosine {found.min_cosine:.6f} on probe images, below the bound "
+                f"{self._min_cosine} (ASSETRAG_ONNX_MIN_COSINE): refusing to serve it; use "
+                "ASSETRAG_PRECISION=fp32 or ASSETRAG_BACKEND=torch, or check the model with "
+                "`assetrag check-model`"
+            )
+        return onnx
+
+    def _onnx_cache(self) -> Path:
+        return self._cache_dir or Path("./data/onnx")
+
+    def check_onnx(self, images: list[Image.Image] | None = None) -> list[Check]:
+        """The onnx image tower (fp32 and int8) beside this encoder's torch fp32 one: parity
+        and speed on `images` (`assetrag check-model`)."""
+        from shared.clip_onnx import check_model
+
+        model = self._ready()
+        if self.device != "cpu" or self.precision != "fp32" or self.backend != "torch":
+            raise ValueError("check_onnx compares against a torch fp32 encoder on the CPU")
+        assert self._transform is not None
+        return check_model(
+            model, checkpoint_hash(self.model_id), self._transform, self._onnx_cache(), images
+        )
 
     def _ready(self) -> CLIP:
         self.load()
@@ -167,9 +334,16 @@ class ClipEncoder:
 
     @property
     def precision(self) -> str:
+        """The torch precision (the text tower's; the image tower's with the torch backend)."""
         self.load()
         assert self._precision is not None
         return self._precision
+
+    @property
+    def image_precision(self) -> str:
+        """What the image tower runs at: the onnx backend's fp32 or int8, else torch's."""
+        self.load()
+        return self._onnx.precision if self._onnx is not None else self.precision
 
     # --- encoding ---------------------------------------------------------------------------
 
@@ -185,7 +359,8 @@ class ClipEncoder:
             return nullcontext()  # fp32, or fp16 weights on CUDA
         return torch.autocast(device_type=self.device, dtype=dtype)
 
-    def _finish(self, features: torch.Tensor) -> np.ndarray:
+    def _finish(self, raw: torch.Tensor | np.ndarray) -> np.ndarray:
+        features = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
         features = features.float()
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)
@@ -195,12 +370,15 @@ class ClipEncoder:
         model = self._ready()
         if batch.shape[0] == 0:
             return np.empty((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._finish(self._onnx.encode(batch.cpu().numpy()))
         with torch.inference_mode(), self._autocast():
             features = model.encode_image(batch.to(self.device, non_blocking=True))
         return self._finish(features)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Texts -> (N, dim) float32 unit vectors; text over the context length is truncated."""
+    def encode_texts(self, texts: list[str], full_context: bool = False) -> np.ndarray:
+        """Texts -> (N, dim) float32 unit vectors; text over the context length is truncated.
+        `full_context` runs OpenAI's own pass over every position (benchmarks compare it)."""
         model = self._ready()
         if isinstance(texts, str):
             texts = [texts]
@@ -208,5 +386,9 @@ class ClipEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         tokens = clip.tokenize(texts, context_length=self.context_length, truncate=True)
         with torch.inference_mode(), self._autocast():
-            features = model.encode_text(tokens.to(self.device))
+            tokens = tokens.to(self.device)
+            if full_context:
+                features = model.encode_text(tokens)
+            else:
+                features = encode_tokens(model, _padded_rows(tokens))[: len(texts)]
         return self._finish(features)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.contract import TENANT_RE
@@ -59,8 +59,20 @@ class Settings(BaseSettings):
     cuda_visible_devices: str | None = Field(
         default=None, validation_alias=AliasChoices("CUDA_VISIBLE_DEVICES")
     )
-    # auto: fp16 on CUDA, bf16 autocast on a CPU with native bf16, else fp32.
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    # auto: fp16 on CUDA, bf16 autocast on a CPU with native bf16, else fp32. int8 is the
+    # onnx backend's image tower alone (its text tower runs as auto would).
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    # Where the image tower runs: torch, or ONNX Runtime on the CPU (fp32, or int8 weights by
+    # dynamic quantisation), refused at load below this cosine to torch fp32 on probe images.
+    backend: Literal["torch", "onnx"] = "torch"
+    onnx_min_cosine: float = Field(default=0.99, gt=0, le=1)
+    # Query workers: texts arriving together (from many jobs' threads) are encoded in one
+    # call, gathered for up to this window and capped at this size; threads per worker; a
+    # per-model LRU cache of text embeddings (0: off).
+    query_batch_window_ms: float = Field(default=2.0, ge=0, le=100)
+    query_batch_max: int = Field(default=32, ge=1, le=1024)
+    query_concurrency: int = Field(default=16, ge=1, le=256)
+    text_cache_size: int = Field(default=4096, ge=0)
     library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -137,6 +149,16 @@ class Settings(BaseSettings):
     task_timeout_s: float = Field(default=900.0, gt=0)
     work_attempts: int = Field(default=3, ge=1)
     max_wait_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _precision_fits_backend(self) -> Settings:
+        if self.backend == "torch" and self.precision == "int8":
+            raise ValueError("ASSETRAG_PRECISION=int8 needs ASSETRAG_BACKEND=onnx")
+        if self.backend == "onnx" and self.precision in ("fp16", "bf16"):
+            raise ValueError("ASSETRAG_BACKEND=onnx runs at ASSETRAG_PRECISION fp32 or int8")
+        if self.backend == "onnx" and self.device == "cuda":
+            raise ValueError("ASSETRAG_BACKEND=onnx runs on the CPU; use torch with cuda")
+        return self
 
     @field_validator(
         "library_roots", "api_keys", "clip_models", "webhook_allow_hosts", mode="before"

@@ -109,7 +109,14 @@ def _load_model_or_exit(ctx: Any) -> None:
         os._exit(1)
     seconds = time.perf_counter() - started
     MODEL_LOAD.labels(encoder.model_id).set(seconds)
-    log.info("model %s loaded on %s in %.1fs", encoder.model_id, encoder.device, seconds)
+    log.info(
+        "model %s loaded on %s (image tower: %s %s) in %.1fs",
+        encoder.model_id,
+        encoder.device,
+        encoder.backend,
+        encoder.image_precision,
+        seconds,
+    )
 
 
 @signals.setup_logging.connect

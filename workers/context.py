@@ -24,6 +24,7 @@ from shared.services import Services
 from shared.settings import Settings, get_settings
 from shared.vectors import AssetRecord, TenantVectors
 from workers.encoders import EncoderCache
+from workers.query_batcher import QueryBatcher, QueryBatchers, Searcher
 
 if TYPE_CHECKING:
     from shared.clip_encoder import ClipEncoder
@@ -46,6 +47,7 @@ class WorkerContext(Services):
     # Who runs the work, as the job records it (the Celery hostname in a worker).
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _encoders: EncoderCache | None = None
+    _batchers: QueryBatchers | None = None
     _generator: GeminiGenerator | None = None
     _batches: GeminiBatches | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -59,10 +61,26 @@ class WorkerContext(Services):
                 self._encoders = EncoderCache(self.settings.max_models, self._load_encoder)
         return self._encoders.get(model or self.settings.clip_model)
 
+    def texts(self, model: str | None = None) -> QueryBatcher:
+        """Text queries for `model`: cached, and batched with other threads' (query_batcher)."""
+        return self._query_batchers().get(model or self.settings.clip_model)
+
+    def searches(self, scope: TenantVectors) -> Searcher:
+        """`scope`'s vector searches, made together with other threads' (query_batcher)."""
+        return self._query_batchers().searches.bound(scope)
+
+    def _query_batchers(self) -> QueryBatchers:
+        with self._lock:
+            if self._batchers is None:
+                self._batchers = QueryBatchers.from_settings(
+                    self.settings, lambda m, texts: self.encoder(m).encode_texts(texts)
+                )
+            return self._batchers
+
     def _load_encoder(self, model: str) -> ClipEncoder:
         from shared.clip_encoder import ClipEncoder
 
-        encoder = ClipEncoder(model, self.settings.device, self.settings.precision)
+        encoder = ClipEncoder.from_settings(model, self.settings)
         encoder.load()
         self.models.record(encoder.model_id, encoder.dim)
         return encoder

@@ -51,7 +51,7 @@ def resolve_references(
     if refs.asset_ids is not None:
         return list(refs.asset_ids)
     target = ctx.target(scope, collection)
-    vector = ctx.encoder(target.model).encode_texts([str(refs.query)])
+    vector = ctx.texts(target.model).encode([str(refs.query)])
     hits = scope.search(collection, vector, refs.top_k, version=target.version)[0]
     return [hit.asset_id for hit in hits]
 

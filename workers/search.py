@@ -29,6 +29,7 @@ from shared.vectors import (
 from workers.assets import decode_asset
 from workers.celery_app import app
 from workers.context import ContextTask, Target, WorkerContext
+from workers.query_batcher import Searcher
 
 
 def encode_queries(
@@ -41,7 +42,7 @@ def encode_queries(
     queries = [(i, q) for i, q in enumerate(request.queries) if "vector" in q.finders]
     texts = [(i, q.text) for i, q in queries if q.text is not None]
     if texts:
-        encoded = ctx.encoder(target.model).encode_texts([text for _, text in texts])
+        encoded = ctx.texts(target.model).encode([text for _, text in texts])
         vectors.update({i: vector for (i, _), vector in zip(texts, encoded, strict=True)})
     for index, query in queries:
         if query.text is not None:
@@ -78,7 +79,7 @@ def depth(request: SearchRequest, query: SearchQuery) -> int:
 
 
 def search_vectors(
-    scope: TenantVectors, request: SearchRequest, vectors: dict[int, np.ndarray], version: int
+    scope: Searcher, request: SearchRequest, vectors: dict[int, np.ndarray], version: int
 ) -> dict[int, list[VectorHit]]:
     """One batched Milvus search for every encoded query."""
     if not vectors:
@@ -167,7 +168,7 @@ def search(
     if target.version is None:
         raise CollectionNotFound(scope.physical(request.collection))
     vectors, errors = encode_queries(ctx, request, tenant, target)
-    by_vector = search_vectors(scope, request, vectors, target.version)
+    by_vector = search_vectors(ctx.searches(scope), request, vectors, target.version)
     by_keyword, keyword_errors = search_keywords(scope, request, target.version)
     return rank(request, {"vector": by_vector, "keyword": by_keyword}), errors + keyword_errors
 

@@ -30,7 +30,8 @@ def test_importing_the_api_loads_no_model_stack() -> None:
         "import importlib, pkgutil, sys, api\n"
         "for m in pkgutil.walk_packages(api.__path__, 'api.'): importlib.import_module(m.name)\n"
         # pymilvus (and its pandas) loads on first use, keeping start-up short
-        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder', 'pymilvus')\n"
+        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder', 'pymilvus',\n"
+        "         'onnxruntime', 'shared.clip_onnx')\n"
         "heavy = [x for x in heavy if x in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

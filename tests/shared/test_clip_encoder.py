@@ -199,3 +199,102 @@ def test_cuda_half_precisions_match_fp32(
     assert (got * ref).sum(axis=1).min() >= 0.99
     texts = enc.encode_texts(["a red square"])
     assert float((texts * encoder.encode_texts(["a red square"])).sum()) >= 0.99
+
+
+# --- exact context truncation ------------------------------------------------------------------
+
+MIXED = [
+    "a",
+    "a red silk shawl with gold trim",
+    " ".join(f"word{i}" for i in range(300)),  # cut at 77 tokens by the tokenizer
+    "studio shot of a leather boot on a white background, soft light, three quarter view",
+]
+
+
+def untruncated(enc: ClipEncoder, texts: list[str]) -> np.ndarray:
+    """OpenAI's own `encode_text` over all 77 positions: the reference."""
+    tokens = clip.tokenize(texts, context_length=enc.context_length, truncate=True)
+    with torch.inference_mode():
+        features = enc._ready().encode_text(tokens).float()
+    return (features / features.norm(dim=-1, keepdim=True)).numpy()
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [MIXED, ["a cat", "a dog"], ["x"], [MIXED[2], MIXED[2]]],
+    ids=["mixed-lengths", "short-only", "one-token", "all-at-77"],
+)
+def test_truncated_text_encoding_equals_the_full_context(
+    encoder: ClipEncoder, texts: list[str]
+) -> None:
+    np.testing.assert_allclose(encoder.encode_texts(texts), untruncated(encoder, texts), atol=2e-6)
+
+
+def test_a_text_encodes_alike_alone_and_beside_longer_ones(encoder: ClipEncoder) -> None:
+    together = encoder.encode_texts(MIXED)
+    alone = np.concatenate([encoder.encode_texts([text]) for text in MIXED])
+    np.testing.assert_allclose(together, alone, atol=2e-6)
+
+
+def test_truncation_cuts_at_the_longest_end_of_text_token(encoder: ClipEncoder) -> None:
+    from shared.clip_encoder import encode_tokens
+
+    model = encoder._ready()
+    seen: list[int] = []
+    hook = model.ln_final.register_forward_hook(lambda _m, args, _o: seen.append(args[0].shape[1]))
+    try:
+        tokens = clip.tokenize(["a cat", "a red silk shawl"], truncate=True)
+        with torch.inference_mode():
+            encode_tokens(model, tokens)
+            encode_tokens(model, clip.tokenize([MIXED[2]], truncate=True))
+    finally:
+        hook.remove()
+    longest = int(tokens.argmax(dim=-1).max()) + 1
+    assert longest < 8 and seen == [8, 77]  # rounded up to a step of 8, and never past 77
+
+
+def test_truncation_leaves_the_shared_model_untouched(encoder: ClipEncoder) -> None:
+    model = encoder._ready()
+    masks = [block.attn_mask.clone() for block in model.transformer.resblocks]
+    positions = model.positional_embedding.detach().clone()
+    encoder.encode_texts(["a cat"])
+    assert all(
+        torch.equal(block.attn_mask, mask)
+        for block, mask in zip(model.transformer.resblocks, masks, strict=True)
+    )
+    assert torch.equal(model.positional_embedding, positions)
+
+
+def test_truncated_encoding_from_threads_of_different_lengths(encoder: ClipEncoder) -> None:
+    expected = [encoder.encode_texts([text]) for text in MIXED]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: encoder.encode_texts([t]), MIXED * 3))
+    for i, vectors in enumerate(got):
+        np.testing.assert_allclose(vectors, expected[i % len(MIXED)], atol=2e-6)
+
+
+def test_bf16_truncated_matches_fp32_full_context(
+    checkpoints: dict[str, Path], encoder: ClipEncoder
+) -> None:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="bf16")
+    try:
+        got = enc.encode_texts(MIXED)
+    except RuntimeError as exc:  # pragma: no cover - a torch build without CPU bf16
+        pytest.skip(f"bf16 autocast unsupported here: {exc}")
+    assert (got * untruncated(encoder, MIXED)).sum(axis=1).min() >= 0.999
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_truncated_matches_fp32_full_context(
+    checkpoints: dict[str, Path], encoder: ClipEncoder
+) -> None:
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cuda", precision="fp16")
+    assert (enc.encode_texts(MIXED) * untruncated(encoder, MIXED)).sum(axis=1).min() >= 0.999
+
+
+def test_odd_batches_are_padded_and_the_padding_dropped(encoder: ClipEncoder) -> None:
+    for count in (3, 5, 7):
+        texts = MIXED[:count] if count <= len(MIXED) else (MIXED * 2)[:count]
+        got = encoder.encode_texts(texts)
+        assert got.shape == (count, 48)
+        np.testing.assert_allclose(got, untruncated(encoder, texts), atol=2e-6)

@@ -1,0 +1,57 @@
+"""`assetrag check-model`: parity of the onnx image tower for any model, before switching."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from shared.settings import get_settings
+from tests.clip_fixture import build_tiny_checkpoint
+from tests.utils import make_image
+
+pytest.importorskip("onnxruntime")
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ASSETRAG_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def test_prints_parity_and_speed_and_caches_the_export(tmp_path: Path, data_dir: Path) -> None:
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny.pt")
+    result = runner.invoke(app, ["check-model", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    for row in ("torch fp32", "onnx fp32", "onnx int8", "min cos", "img/s"):
+        assert row in result.output
+    assert len(list((data_dir / "onnx").glob("*.onnx"))) == 2  # a worker loads these later
+
+
+def test_on_a_folder_of_own_images_and_a_bound_it_misses(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny.pt")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(make_image(i))
+    (folder / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("ASSETRAG_ONNX_MIN_COSINE", "0.9999999")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["check-model", str(checkpoint), "--images", str(folder)])
+    assert result.exit_code == 1, result.output  # int8 cannot reach that bound
+    assert "3 images" in result.output
+    assert "onnx int8: min cosine" in result.output and "below the bound" in result.output
+
+
+def test_an_unknown_model_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    result = runner.invoke(app, ["check-model", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 2 and "missing.pt" in result.output
