@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -94,6 +95,9 @@ def fleet(
         "ASSETRAG_ALLOW_PRIVATE_URLS": "true",  # the test's image server is on loopback
     }
     log_dir = OUTPUT / "scale-out-logs"
+    # logs are appended to (a restarted process keeps its history): start from none, so
+    # the checks below read this run's lines only
+    shutil.rmtree(log_dir, ignore_errors=True)
     dirs = [base / "api-a", base / "api-b", base / "workers"]
     # API A runs the Milvus Lite server beside it (under its own data directory); everything
     # else reaches Milvus only through its URI.

@@ -181,7 +181,7 @@ def test_cancelling_a_batch_job_cancels_the_gemini_batch(
     assert ctx.redis.sismember(keys.GEMINI_BATCHES, created["id"])
     assert client.post(f"/v1/jobs/{created['id']}/cancel").json()["state"] == "cancelling"
     follow_batch(ctx, created["id"])
-    assert fake_gemini.batch_cancels == [name]
+    assert fake_gemini.batch_cancels.count(name) == 1  # the fake serves the whole session
     done = job(client, created["id"])
     assert done["state"] == "cancelled"
     assert [line["status"] for line in results(client, created["id"])] == ["cancelled"] * 2
