@@ -914,8 +914,8 @@ class TenantVectors:
             self.store.ensure_collection(self.physical(name), dimension, model, metric)
         )
 
-    def versions(self, name: str) -> list[CollectionVersion]:
-        return self.store.versions(self.physical(name))
+    def versions(self, name: str, counted: bool = True) -> list[CollectionVersion]:
+        return self.store.versions(self.physical(name), counted)
 
     def create_version(self, name: str, model: str, dimension: int) -> CollectionInfo:
         return self._mine(self.store.create_version(self.physical(name), model, dimension))

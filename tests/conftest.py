@@ -7,6 +7,7 @@ server, one Celery worker per queue and the API, each a separate process.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 from collections.abc import Iterator
@@ -183,6 +184,16 @@ class RunningStack:
             if job["state"] in ("completed", "failed", "cancelled"):
                 return job
         raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
+
+    def ingest(self, collection: str, files: list[tuple[str, bytes]]) -> list[str]:
+        """Uploads PNGs under their names and embeds them, as a script would; the asset ids."""
+        parts = [("files", (name, io.BytesIO(data), "image/png")) for name, data in files]
+        uploads = self.client.post("/v1/uploads", files=parts).json()["uploads"]
+        items = [{"upload_id": u["upload_id"]} for u in uploads]
+        job = self.client.post("/v1/jobs/embed", json={"collection": collection, "items": items})
+        done = self.wait_job(job.json()["id"])
+        assert done["state"] == "completed", done
+        return list(done["result"]["asset_ids"])
 
 
 @pytest.fixture(scope="session")

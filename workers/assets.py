@@ -133,15 +133,17 @@ def write_version(
     pixels = list(
         ctx.decode_pool.map(lambda r: preprocess_again(ctx, by_id[r.asset_id], encoder), records)
     )
+    scope.upsert(collection, with_vectors(encoder, records, pixels), mark.version)
+
+
+def with_vectors(
+    encoder: ClipEncoder, records: list[AssetRecord], pixels: list[torch.Tensor]
+) -> list[AssetRecord]:
+    """The records again, each with `encoder`'s vector of its preprocessed image."""
     vectors = encoder.encode_images(torch.stack(pixels))
-    scope.upsert(
-        collection,
-        [
-            r.model_copy(update={"vector": v.tolist()})
-            for r, v in zip(records, vectors, strict=True)
-        ],
-        mark.version,
-    )
+    return [
+        r.model_copy(update={"vector": v.tolist()}) for r, v in zip(records, vectors, strict=True)
+    ]
 
 
 def preprocess_again(ctx: WorkerContext, asset: NewAsset, encoder: ClipEncoder) -> torch.Tensor:

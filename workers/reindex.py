@@ -24,7 +24,7 @@ from shared.jobs import START, THEN
 from shared.reindexing import ReindexMark
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
 from shared.vectors import AssetRecord, TenantVectors
-from workers.assets import decode_asset
+from workers.assets import decode_asset, with_vectors
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext
 from workers.retries import with_retries
@@ -54,7 +54,7 @@ def _plan(ctx: WorkerContext, job_id: str, request: ReindexJob, scope: TenantVec
     scope.adopt(name)  # a collection from before versions becomes version 1 behind an alias
     current = scope.get_collection(name, with_count=False)
     encoder = ctx.encoder(request.model)
-    number = max(v.version for v in scope.versions(name)) + 1
+    number = max(v.version for v in scope.versions(name, counted=False)) + 1
     mark = ReindexMark(
         job_id=job_id,
         model=encoder.model_id,
@@ -119,10 +119,7 @@ def _reencode(
     ]
     if not kept:
         return [], errors
-    vectors = ctx.encoder(model).encode_images(torch.stack([px for _, px in kept]))
-    encoded = [
-        r.model_copy(update={"vector": v.tolist()}) for (r, _), v in zip(kept, vectors, strict=True)
-    ]
+    encoded = with_vectors(ctx.encoder(model), [r for r, _ in kept], [px for _, px in kept])
     return encoded, errors
 
 
@@ -204,16 +201,10 @@ def swap_reindex(ctx: WorkerContext, job_id: str, mark: dict[str, Any]) -> None:
         scope.drop_version(name, held.from_version)
         dropped = True
     job = ctx.jobs.get(job_id)
-    result = ReindexResult(
-        collection=name,
-        model=held.model,
-        dimension=ctx.encoder(held.model).dim,
-        from_version=held.from_version,
-        version=held.version,
-        swapped=True,
-        previous_dropped=dropped,
-    )
-    ctx.jobs.complete(job_id, result, job.progress if job is not None else None)
+    if job is None or not isinstance(job.result, ReindexResult):
+        raise RuntimeError(f"re-index job {job_id} has no planned result")
+    result = job.result.model_copy(update={"swapped": True, "previous_dropped": dropped})
+    ctx.jobs.complete(job_id, result, job.progress)
     log.info("re-index of %s: version %d answers now", name, held.version)
 
 

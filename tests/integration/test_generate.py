@@ -19,18 +19,8 @@ COLLECTION = "genrefs"
 
 @pytest.fixture(scope="module")
 def references(stack: RunningStack) -> list[str]:
-    files = [
-        ("files", (f"ref_{i}.png", io.BytesIO(make_image(500 + i, size=(1600, 900))), "image/png"))
-        for i in range(4)
-    ]
-    uploads = stack.client.post("/v1/uploads", files=files).json()["uploads"]
-    job = stack.client.post(
-        "/v1/jobs/embed",
-        json={"collection": COLLECTION, "items": [{"upload_id": u["upload_id"]} for u in uploads]},
-    ).json()
-    job = stack.wait_job(job["id"])
-    assert job["state"] == "completed", job
-    return list(job["result"]["asset_ids"])
+    files = [(f"ref_{i}.png", make_image(500 + i, size=(1600, 900))) for i in range(4)]
+    return stack.ingest(COLLECTION, files)
 
 
 def generate(stack: RunningStack, **body: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,17 +104,7 @@ def keyed_url(stack: RunningStack) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def catalogue(stack: RunningStack) -> list[str]:
     """A collection made through the API, as a script would: look_00.png, look_01.png, …"""
-    files = [
-        ("files", (name, io.BytesIO(data), "image/png")) for name, data in looks(CATALOGUE_SIZE)
-    ]
-    uploads = stack.client.post("/v1/uploads", files=files).json()["uploads"]
-    job = stack.client.post(
-        "/v1/jobs/embed",
-        json={"collection": CATALOGUE, "items": [{"upload_id": u["upload_id"]} for u in uploads]},
-    ).json()
-    job = stack.wait_job(job["id"])
-    assert job["state"] == "completed", job
-    return list(job["result"]["asset_ids"])
+    return stack.ingest(CATALOGUE, looks(CATALOGUE_SIZE))
 
 
 def looks(count: int, start: int = 0) -> list[tuple[str, bytes]]:
