@@ -186,5 +186,5 @@ function hitTile(collection, hit, onPick) {
 // Which searches found a hit, where a search asked for more than one kind.
 function foundBy(hit) {
   if (hit.found_by.length === 1 && hit.found_by[0] === "vector") return "";
-  return h("span", { class: "found-by" }, ` · ${hit.found_by.join(" + ")}`);
+  return h("span", { class: "found-by" }, `found by ${hit.found_by.join(" + ")}`);
 }
