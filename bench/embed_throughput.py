@@ -41,6 +41,7 @@ from bench.common import describe  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
 from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
 from shared.images import sniff_and_decode  # noqa: E402
+from shared.torch_thread import TORCH_THREAD  # noqa: E402
 from tests.clip_fixture import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 
 BENCH_COLLECTION = "bench_embed"
@@ -120,7 +121,8 @@ class Bare:
         self.decode_ms = (time.perf_counter() - started) / len(sample) * 1000
         self.n = len(paths)
         self.batches = [
-            torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)
+            TORCH_THREAD.run(torch.stack, tensors[i : i + batch_size])
+            for i in range(0, len(tensors), batch_size)
         ]
         self.encoder.encode_images(self.batches[0])  # warm: allocator, oneDNN kernels
 
@@ -324,7 +326,8 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         ckpt = base / ("tiny-clip.pt" if args.tiny else "vit-b32-random.pt")
-        (build_tiny_checkpoint if args.tiny else build_vit_b32_checkpoint)(ckpt)
+        # on the torch thread, as all torch work here: see shared/torch_thread.py
+        TORCH_THREAD.run(build_tiny_checkpoint if args.tiny else build_vit_b32_checkpoint, ckpt)
         library = base / "library"
         paths = write_jpegs(library, args.images, (w, h), start=0)
         warm_folder = base / "warmup"

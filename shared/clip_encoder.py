@@ -8,6 +8,9 @@ input resolution, context length) is read from the model, never assumed.
 Two levers for speed, both checked for exactness:
 - text: the transformer runs only up to the batch's last end-of-text token (see
   `encode_tokens`), which gives the same features as the full 77 tokens;
+- every torch call runs on the process's one torch thread (`shared/torch_thread.py`: OpenMP
+  slows down as soon as a second thread runs torch), and preprocessing is numpy, so the
+  threads that decode images never touch torch;
 - images, on the CPU: `backend="onnx"` runs the image tower on ONNX Runtime (fp32, or int8
   by dynamic quantisation), exported once per checkpoint and refused at load when it drifts
   from torch fp32 (`shared/clip_onnx.py`).
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +34,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # clip imports pkg_resources, which warns on import
     import clip
     from clip.model import CLIP, build_model
+from torchvision.transforms import Compose, Normalize, ToTensor
+
+from shared.torch_thread import TORCH_THREAD
 
 if TYPE_CHECKING:
     from shared.clip_onnx import Check, OnnxImageEncoder
@@ -173,6 +179,28 @@ def encode_tokens(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0]), ends] @ model.text_projection
 
 
+def lower_text_weights(model: CLIP, dtype: torch.dtype) -> None:
+    """The text transformer's matmul weights in `dtype`, once, for a model run under autocast.
+
+    Autocast casts a matmul's fp32 weights to bf16 on every call (its cast cache lives only
+    as long as one autocast block), which for a short query cost a quarter of the pass. Cast
+    once here, they hold the very values autocast would make, so the features are the same
+    to the bit (tested). Only the text tower: the image tower stays fp32, as the onnx export
+    and its parity check read it so.
+    """
+    with torch.no_grad():
+        for module in model.transformer.modules():
+            if isinstance(module, torch.nn.Linear):
+                params = [module.weight, module.bias]
+            elif isinstance(module, torch.nn.MultiheadAttention):
+                params = [module.in_proj_weight, module.in_proj_bias]
+            else:
+                continue
+            for param in params:
+                if param is not None:
+                    param.data = param.data.to(dtype)
+
+
 def _padded_rows(tokens: torch.Tensor) -> torch.Tensor:
     """Rows of zeros up to the next power of two (their features are computed and dropped)."""
     rows = 1 << (tokens.shape[0] - 1).bit_length()
@@ -192,8 +220,32 @@ def _load_model(spec: str, device: str, precision: str) -> CLIP:
     return model.eval()
 
 
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def numpy_transform(transform: Compose) -> Transform:
+    """CLIP's transform with its last two steps (ToTensor, Normalize) done in numpy: the same
+    float32 operations in the same order, so the same values to the bit, without a torch
+    kernel in the calling thread (see `shared/torch_thread.py`)."""
+    *pil_steps, to_tensor, normalize = transform.transforms
+    if not isinstance(to_tensor, ToTensor) or not isinstance(normalize, Normalize):
+        raise TypeError(f"unexpected CLIP transform: {transform}")
+    mean = np.asarray(normalize.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(normalize.std, dtype=np.float32).reshape(-1, 1, 1)
+
+    def run(img: Image.Image) -> torch.Tensor:
+        for step in pil_steps:
+            img = step(img)
+        chw = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        scaled = chw.astype(np.float32, order="C") / np.float32(255)
+        return torch.from_numpy((scaled - mean) / std)
+
+    return run
+
+
 class ClipEncoder:
-    """CLIP image and text encoders behind one lazily loaded, thread-safe object.
+    """CLIP image and text encoders behind one lazily loaded, thread-safe object. Every
+    torch call it makes runs on the process's torch thread, whichever thread asks.
 
     With `backend="onnx"` the image tower runs on ONNX Runtime at `precision` (fp32 or int8),
     exported into `cache_dir` once per checkpoint, and the load fails (ValueError) when its
@@ -219,7 +271,7 @@ class ClipEncoder:
         self._lock = threading.Lock()
         self._model: CLIP | None = None
         self._onnx: OnnxImageEncoder | None = None
-        self._transform: Callable[[Image.Image], torch.Tensor] | None = None
+        self._transform: Transform | None = None
         self._device: str | None = None
         self._precision: str | None = None
 
@@ -245,13 +297,18 @@ class ClipEncoder:
         """Load the model once; later calls (from any thread) return at once."""
         if self._model is not None:
             return
+        TORCH_THREAD.run(self._load)
+
+    def _load(self) -> None:
         with self._lock:
             if self._model is not None:
                 return
             device = resolve_device(self._want_device)
             precision = resolve_precision(self._want_precision, device)
             model = _load_model(self.model_id, device, precision)
-            transform = clip.clip._transform(model.visual.input_resolution)
+            if precision == "bf16":
+                lower_text_weights(model, torch.bfloat16)
+            transform = numpy_transform(clip.clip._transform(model.visual.input_resolution))
             if self.backend == "onnx":
                 self._onnx = self._load_onnx(model, transform)
             self._transform = transform
@@ -271,9 +328,7 @@ class ClipEncoder:
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                     encode_tokens(model, tokens)
 
-    def _load_onnx(
-        self, model: CLIP, transform: Callable[[Image.Image], torch.Tensor]
-    ) -> OnnxImageEncoder:
+    def _load_onnx(self, model: CLIP, transform: Transform) -> OnnxImageEncoder:
         from shared.clip_onnx import OnnxImageEncoder, parity
 
         precision = "int8" if self._want_precision == "int8" else "fp32"
@@ -303,8 +358,13 @@ class ClipEncoder:
         if self.device != "cpu" or self.precision != "fp32" or self.backend != "torch":
             raise ValueError("check_onnx compares against a torch fp32 encoder on the CPU")
         assert self._transform is not None
-        return check_model(
-            model, checkpoint_hash(self.model_id), self._transform, self._onnx_cache(), images
+        return TORCH_THREAD.run(
+            check_model,
+            model,
+            checkpoint_hash(self.model_id),
+            self._transform,
+            self._onnx_cache(),
+            images,
         )
 
     def _ready(self) -> CLIP:
@@ -340,6 +400,11 @@ class ClipEncoder:
         return self._precision
 
     @property
+    def torch_threads(self) -> int:
+        """The intra-op threads its torch work runs on (the torch thread's setting)."""
+        return TORCH_THREAD.run(torch.get_num_threads)
+
+    @property
     def image_precision(self) -> str:
         """What the image tower runs at: the onnx backend's fp32 or int8, else torch's."""
         self.load()
@@ -348,7 +413,8 @@ class ClipEncoder:
     # --- encoding ---------------------------------------------------------------------------
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """OpenAI CLIP's own transform: bicubic resize, centre crop, RGB, normalise. Thread-safe."""
+        """OpenAI CLIP's own transform: bicubic resize, centre crop, RGB, normalise.
+        Thread-safe, and runs in the calling thread: it makes no torch kernel call."""
         self.load()
         assert self._transform is not None
         return self._transform(img)
@@ -365,11 +431,17 @@ class ClipEncoder:
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, 3, R, R) preprocessed images -> (N, dim) float32 unit vectors."""
+    def encode_images(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
+        """(N, 3, R, R) preprocessed images, or a list of N (3, R, R) ones (stacked on the
+        torch thread) -> (N, dim) float32 unit vectors."""
+        return TORCH_THREAD.run(self._encode_images, batch)
+
+    def _encode_images(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
         model = self._ready()
-        if batch.shape[0] == 0:
+        if len(batch) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
+        if not isinstance(batch, torch.Tensor):
+            batch = torch.stack(list(batch))
         if self._onnx is not None:
             return self._finish(self._onnx.encode(batch.cpu().numpy()))
         with torch.inference_mode(), self._autocast():
@@ -379,6 +451,9 @@ class ClipEncoder:
     def encode_texts(self, texts: list[str], full_context: bool = False) -> np.ndarray:
         """Texts -> (N, dim) float32 unit vectors; text over the context length is truncated.
         `full_context` runs OpenAI's own pass over every position (benchmarks compare it)."""
+        return TORCH_THREAD.run(self._encode_texts, texts, full_context)
+
+    def _encode_texts(self, texts: list[str], full_context: bool) -> np.ndarray:
         model = self._ready()
         if isinstance(texts, str):
             texts = [texts]

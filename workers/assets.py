@@ -103,7 +103,7 @@ def store_assets(
     timings = {} if timings is None else timings
     encoder = ctx.encoder(target.model)
     with timed(timings, "encode"):
-        vectors = encoder.encode_images(torch.stack([asset.pixels for asset in assets]))
+        vectors = encoder.encode_images([asset.pixels for asset in assets])
     with timed(timings, "write"):
         records: dict[str, AssetRecord] = {}
         for asset, vector in zip(assets, vectors, strict=True):
@@ -140,7 +140,7 @@ def with_vectors(
     encoder: ClipEncoder, records: list[AssetRecord], pixels: list[torch.Tensor]
 ) -> list[AssetRecord]:
     """The records again, each with `encoder`'s vector of its preprocessed image."""
-    vectors = encoder.encode_images(torch.stack(pixels))
+    vectors = encoder.encode_images(pixels)
     return [
         r.model_copy(update={"vector": v.tolist()}) for r, v in zip(records, vectors, strict=True)
     ]

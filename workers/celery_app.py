@@ -21,7 +21,7 @@ from shared import keys
 from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.logs import BATCH_ID, JOB_ID, configure_logging
 from shared.metrics import MODEL_LOAD, TASK_TIME, TASKS, serve_metrics
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, REINDEX_BATCH, make_celery
 
 log = logging.getLogger("assetrag.worker")
@@ -86,6 +86,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     serve_metrics(ctx.settings.metrics_host, ctx.settings.metrics_port)
     ctx.name = sender.hostname
     if MODEL_QUEUES & set(queues):
+        limit_torch_threads(ctx.settings, queues)
         _load_model_or_exit(ctx)
     heartbeat = WorkerHeartbeat(ctx.redis)
     heartbeat.beat(sender.hostname, queues, held_tags())
@@ -95,6 +96,20 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         _background("watchdog", ctx.settings.watchdog_period_s, _watchdog_round)
         _background("gemini-batches", ctx.settings.gemini_batch_poll_s, _poll_batches)
         _background("webhooks", WEBHOOK_PERIOD_S, _deliver_webhooks)
+
+
+def limit_torch_threads(settings: Settings, queues: list[str]) -> int | None:
+    """A worker serving queries but not embeds runs torch on ASSETRAG_QUERY_TORCH_THREADS
+    threads (set on the torch thread, where every torch call runs); returns the count set."""
+    threads = settings.query_torch_threads
+    if "query" not in queues or "embed" in queues or threads == 0:
+        return None
+    import torch
+
+    from shared.torch_thread import TORCH_THREAD
+
+    TORCH_THREAD.run(torch.set_num_threads, threads)
+    return threads
 
 
 def _load_model_or_exit(ctx: Any) -> None:
@@ -110,11 +125,12 @@ def _load_model_or_exit(ctx: Any) -> None:
     seconds = time.perf_counter() - started
     MODEL_LOAD.labels(encoder.model_id).set(seconds)
     log.info(
-        "model %s loaded on %s (image tower: %s %s) in %.1fs",
+        "model %s loaded on %s (image tower: %s %s; %d torch threads) in %.1fs",
         encoder.model_id,
         encoder.device,
         encoder.backend,
         encoder.image_precision,
+        encoder.torch_threads,
         seconds,
     )
 

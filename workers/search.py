@@ -66,7 +66,7 @@ def _encode_reference(
         return np.asarray(found[query.asset_id], dtype=np.float32)
     data, upload = ctx.uploads.read(str(query.upload_id), tenant)
     asset = decode_asset(ctx, data, upload.filename, query.source, {}, target.model)
-    return np.asarray(ctx.encoder(target.model).encode_images(asset.pixels.unsqueeze(0))[0])
+    return np.asarray(ctx.encoder(target.model).encode_images([asset.pixels])[0])
 
 
 def depth(request: SearchRequest, query: SearchQuery) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -157,3 +158,16 @@ def test_the_default_worker_sweeps_expired_blobs(stack: RunningStack) -> None:
     while store.exists("generated/expired-job/0") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not store.exists("generated/expired-job/0")
+
+
+def test_query_workers_run_torch_on_one_thread_embed_workers_on_all(stack: RunningStack) -> None:
+    """ASSETRAG_QUERY_TORCH_THREADS (1) in the query worker, torch's default in the embed
+    worker, as each says when its model is loaded."""
+    assert stack.stack.log_dir is not None
+
+    def said(worker: str) -> str:
+        lines = (stack.stack.log_dir / f"{worker}.log").read_text().splitlines()
+        return [line for line in lines if "torch threads" in line][-1]  # logs append
+
+    assert "; 1 torch threads)" in said("worker-query")
+    assert f"; {len(os.sched_getaffinity(0))} torch threads)" in said("worker-embed")

@@ -10,7 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16, resolve_precision
+from shared.clip_encoder import (
+    ClipEncoder,
+    _load_model,
+    _padded_rows,
+    cpu_has_native_bf16,
+    encode_tokens,
+    resolve_precision,
+)
+from shared.torch_thread import TORCH_THREAD
 from tests.clip_fixture import build_tiny_checkpoint
 
 with warnings.catch_warnings():
@@ -100,11 +108,39 @@ def test_empty_inputs(encoder: ClipEncoder) -> None:
 
 
 def test_preprocess_is_openai_clips_transform(encoder: ClipEncoder) -> None:
+    """The numpy tail (ToTensor, Normalize) gives OpenAI's values to the bit."""
     reference = clip.clip._transform(64)
-    for img in images():
+    others = [Image.new("L", (40, 90), 77), Image.new("RGBA", (64, 64), (1, 2, 3, 4))]
+    for img in images() + others:
         tensor = encoder.preprocess(img)
-        assert tensor.shape == (3, 64, 64)
+        assert tensor.shape == (3, 64, 64) and tensor.dtype == torch.float32
         assert torch.equal(tensor, reference(img))
+
+
+def test_every_model_call_runs_on_the_torch_thread(checkpoints: dict[str, Path]) -> None:
+    """Whichever threads ask, one thread runs the towers (OpenMP slows down as soon as a
+    second thread has run torch: shared/torch_thread.py)."""
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="fp32")
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: enc.load(), range(3)))
+    ran_on: set[int] = set()
+    assert enc._model is not None
+    for tower in (enc._model.visual, enc._model.transformer):
+        tower.register_forward_hook(lambda *_: ran_on.add(threading.get_ident()))
+    pixels = [enc.preprocess(img) for img in images()]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: enc.encode_texts([f"text {i}"]), range(8)))
+        list(pool.map(lambda p: enc.encode_images([p]), pixels))
+    enc.encode_images(torch.stack(pixels))
+    assert ran_on == {TORCH_THREAD.ident}
+
+
+def test_a_list_of_images_is_stacked_for_the_caller(encoder: ClipEncoder) -> None:
+    pixels = [encoder.preprocess(img) for img in images()]
+    np.testing.assert_array_equal(
+        encoder.encode_images(pixels), encoder.encode_images(torch.stack(pixels))
+    )
+    assert encoder.encode_images([]).shape == (0, 48)
 
 
 def test_preprocess_and_encode_from_threads(encoder: ClipEncoder) -> None:
@@ -145,6 +181,31 @@ def test_bf16_matches_fp32(checkpoints: dict[str, Path], encoder: ClipEncoder) -
     ref_texts = encoder.encode_texts(["a red square", "a photo of a dog"])
     assert (imgs * ref_imgs).sum(axis=1).min() >= 0.99
     assert (texts * ref_texts).sum(axis=1).min() >= 0.99
+
+
+def test_bf16_text_weights_cast_once_give_autocasts_features_to_the_bit(
+    checkpoints: dict[str, Path],
+) -> None:
+    """bf16 text-tower weights cast at load: the same features as autocast over the fp32
+    weights (what ran before), while the image tower keeps fp32 weights."""
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="bf16")
+    try:
+        got = enc.encode_texts(MIXED)
+    except RuntimeError as exc:  # pragma: no cover - a torch build without CPU bf16
+        pytest.skip(f"bf16 autocast unsupported here: {exc}")
+    assert enc._model is not None
+    assert enc._model.transformer.resblocks[0].attn.in_proj_weight.dtype == torch.bfloat16
+    assert enc._model.transformer.resblocks[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    assert enc._model.visual.transformer.resblocks[0].mlp.c_fc.weight.dtype == torch.float32
+
+    def reference() -> np.ndarray:
+        model = _load_model(str(checkpoints["state_dict"]), "cpu", "bf16")  # fp32 weights
+        tokens = clip.tokenize(MIXED, context_length=77, truncate=True)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            features = encode_tokens(model, _padded_rows(tokens))[: len(MIXED)].float()
+        return (features / features.norm(dim=-1, keepdim=True)).numpy()
+
+    np.testing.assert_array_equal(got, TORCH_THREAD.run(reference))
 
 
 def test_auto_precision() -> None:
