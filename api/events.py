@@ -21,10 +21,19 @@ log = logging.getLogger("assetrag.events")
 RECHECK_S = 1.0
 
 
+class Changes(asyncio.Event):
+    """Set on each change of one job; `states` holds what was published since the last wait
+    (a state name, or "progress"), so a waiter that wants only the end need not re-read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: list[str] = []
+
+
 class JobEvents:
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Changes]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -37,8 +46,8 @@ class JobEvents:
                 await self._task
 
     @contextlib.asynccontextmanager
-    async def watch(self, job_id: str) -> AsyncIterator[asyncio.Event]:
-        event = asyncio.Event()
+    async def watch(self, job_id: str) -> AsyncIterator[Changes]:
+        event = Changes()
         self._waiters[job_id].add(event)
         try:
             yield event
@@ -48,11 +57,14 @@ class JobEvents:
                 del self._waiters[job_id]
 
     @staticmethod
-    async def changed(event: asyncio.Event, timeout: float) -> None:
-        """Waits for the next change, or the recheck interval, whichever comes first."""
+    async def changed(event: Changes, timeout: float) -> list[str]:
+        """Waits for the next change, or the recheck interval, whichever comes first; returns
+        what was published meanwhile (none: the recheck is due)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=min(timeout, RECHECK_S))
         event.clear()
+        states, event.states = event.states, []
+        return states
 
     async def _listen(self) -> None:
         while True:
@@ -64,10 +76,16 @@ class JobEvents:
                         if message.get("type") != "pmessage":
                             continue
                         job_id = keys.job_id_of_events(message["channel"].decode())
+                        published = _text(message.get("data"))
                         for event in self._waiters.get(job_id, ()):
+                            event.states.append(published)
                             event.set()
             except (aioredis.RedisError, OSError):
                 log.warning("job events subscription lost; reconnecting")
                 await asyncio.sleep(1.0)
             finally:
                 await client.aclose()
+
+
+def _text(data: object) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data)

@@ -286,6 +286,11 @@ class JobStore:
         raw = self.redis.hget(keys.job(job_id), "request")
         return json.loads(raw) if raw else {}
 
+    def submitted(self, job_id: str) -> tuple[dict[str, Any], str | None]:
+        """What was submitted and for which tenant, in one read (a worker's first step)."""
+        request, tenant = self.redis.hmget(keys.job(job_id), "request", "tenant")
+        return (json.loads(request) if request else {}), (_text(tenant) or None) if tenant else None
+
     def state(self, job_id: str) -> JobState | None:
         raw = self.redis.hget(keys.job(job_id), "state")
         return JobState(_text(raw)) if raw else None

@@ -36,8 +36,9 @@ def plan_duplicates(ctx: WorkerContext, job_id: str) -> int:
     """Pages through the collection's ids into batches; returns how many were sent."""
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return 0
-    request = DuplicatesRequest.model_validate(ctx.jobs.request(job_id))
-    scope = ctx.scoped(ctx.jobs.tenant(job_id))
+    submitted, tenant = ctx.jobs.submitted(job_id)
+    request = DuplicatesRequest.model_validate(submitted)
+    scope = ctx.scoped(tenant)
     try:
         # The version that answers now is the one compared, whatever a re-index swaps in.
         version = scope.get_collection(request.collection, with_count=False).version
@@ -89,8 +90,9 @@ def duplicates_batch(
 ) -> None:
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return
-    request = DuplicatesRequest.model_validate(ctx.jobs.request(job_id))
-    scope = ctx.scoped(ctx.jobs.tenant(job_id))
+    submitted, tenant = ctx.jobs.submitted(job_id)
+    request = DuplicatesRequest.model_validate(submitted)
+    scope = ctx.scoped(tenant)
     pairs = find_pairs(scope, request, version, asset_ids, ctx.settings.duplicates_neighbours)
     if pairs:
         # A batch delivered twice adds its pairs twice: joining them is idempotent.
@@ -128,8 +130,9 @@ def lowest_similarity(
 def cluster_duplicates(ctx: WorkerContext, job_id: str, version: int) -> None:
     if not ctx.jobs.start_work(job_id, THEN, ctx.name):
         return
-    request = DuplicatesRequest.model_validate(ctx.jobs.request(job_id))
-    scope = ctx.scoped(ctx.jobs.tenant(job_id))
+    submitted, tenant = ctx.jobs.submitted(job_id)
+    request = DuplicatesRequest.model_validate(submitted)
+    scope = ctx.scoped(tenant)
     graph = read_pairs(ctx, job_id)
     found = [
         Cluster(

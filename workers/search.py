@@ -138,8 +138,8 @@ def rank(
 def run_search(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return
-    request = SearchRequest.model_validate(ctx.jobs.request(job_id))
-    tenant = ctx.jobs.tenant(job_id)
+    submitted, tenant = ctx.jobs.submitted(job_id)
+    request = SearchRequest.model_validate(submitted)
     try:
         try:
             ranked, errors = search(ctx, request, tenant, fresh=False)

@@ -24,6 +24,7 @@ from api.state import AppState
 from shared import contract
 from shared.blobs import BlobNotFound, generated_key
 from shared.contract import (
+    TERMINAL_STATES,
     EmbedRequest,
     ErrorCode,
     GenerateRequest,
@@ -99,14 +100,17 @@ async def wait_for(state: AppState, job: Job, wait: float | None) -> Job:
         return job
     deadline = time.monotonic() + min(wait, state.settings.max_wait_s)
     async with state.events.watch(job.id) as changed:
-        while True:
-            fresh = await run_in_threadpool(state.jobs.get, job.id)
-            if fresh is None or fresh.finished:
-                return fresh or job
+        fresh = await run_in_threadpool(state.jobs.get, job.id)
+        while fresh is not None and not fresh.finished:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return fresh
-            await state.events.changed(changed, remaining)
+            published = await state.events.changed(changed, remaining)
+            # "running" or "progress" cannot end the wait: read again only for an end, or
+            # when the recheck is due (a message may have been lost)
+            if not published or any(p in TERMINAL_STATES for p in published):
+                fresh = await run_in_threadpool(state.jobs.get, job.id)
+        return fresh or job
 
 
 async def find_collection(caller: Caller, name: str) -> contract.CollectionInfo | None:
