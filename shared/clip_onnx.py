@@ -2,19 +2,22 @@
 
 Only `shared/clip_encoder.py` uses this module (the API never imports it, nor onnxruntime).
 A model is exported once, then kept under the cache folder by its checkpoint's hash, so
-every worker (and every restart) after the first loads the file. Files are written to a
-temporary name and renamed, so two workers exporting at once never read half a file.
+every worker (and every restart) after the first loads the file. One process at a time
+builds a folder's files (a lock file), and each is written to a temporary name and renamed,
+so workers starting together export once and never read half a file.
 Nothing here is trusted blindly: `parity` measures the runtime against torch fp32 on probe
 images, and the encoder refuses to serve below its bound.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -90,18 +93,35 @@ def quantize_int8(source: Path, path: Path) -> Path:
     return path
 
 
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Holds the folder's export lock. Without it, workers starting together each exported
+    the same model, and ONNX Runtime's quantiser writes a fixed-name `<source>-inferred.onnx`
+    beside its input and deletes it after, so a second quantiser's delete failed the first
+    one's load (a worker died at start-up)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".export.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cached_graph(model: CLIP, checkpoint_hash: str, precision: str, folder: Path) -> Path:
     """The ONNX file for this checkpoint and precision, exported (and quantised) on first use."""
     stem = f"{checkpoint_hash[:32]}-v{EXPORT_VERSION}"
     fp32 = folder / f"{stem}-fp32.onnx"
-    if not fp32.exists():
-        export_fp32(model, fp32)
-    if precision == "fp32":
-        return fp32
     int8 = folder / f"{stem}-int8.onnx"
-    if not int8.exists():
-        quantize_int8(fp32, int8)
-    return int8
+    wanted = fp32 if precision == "fp32" else int8
+    if wanted.exists():
+        return wanted
+    with exclusive(folder):
+        if not fp32.exists():
+            export_fp32(model, fp32)
+        if wanted is int8 and not int8.exists():
+            quantize_int8(fp32, int8)
+    return wanted
 
 
 class OnnxImageEncoder:

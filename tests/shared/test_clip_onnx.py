@@ -74,14 +74,14 @@ def test_onnx_int8_is_close_and_images_find_themselves(
 
 def test_export_is_cached_by_checkpoint_hash(checkpoint: Path, cache: Path, tmp_path: Path) -> None:
     onnx_encoder(checkpoint, cache, "int8")
-    files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    files = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.onnx")}
     digest = checkpoint_hash(str(checkpoint))[:32]
     assert sorted(files) == [f"{digest}-v1-fp32.onnx", f"{digest}-v1-int8.onnx"]
     onnx_encoder(checkpoint, cache, "int8")  # a second worker: loads, exports nothing
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == files
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.onnx")} == files
     other = build_tiny_checkpoint(tmp_path / "other.pt", embed_dim=32)
     onnx_encoder(other, cache, "fp32")  # other weights, another file
-    assert len(list(cache.iterdir())) == 3
+    assert len(list(cache.glob("*.onnx"))) == 3
     assert not list(cache.glob("*.tmp"))
 
 
@@ -142,3 +142,34 @@ def test_settings_build_the_encoder(checkpoint: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ASSETRAG_DATA_DIR", "/srv/assetrag")
     enc = ClipEncoder.from_settings(str(checkpoint), Settings())
     assert enc.backend == "onnx" and enc._cache_dir == Path("/srv/assetrag/onnx")
+
+
+def _export_in_child(checkpoint: str, folder: str) -> None:
+    from shared.clip_encoder import _load_model, checkpoint_hash
+    from shared.clip_onnx import cached_graph
+
+    model = _load_model(checkpoint, "cpu", "fp32")
+    cached_graph(model, checkpoint_hash(checkpoint), "int8", Path(folder))
+
+
+def test_one_process_at_a_time_builds_the_exports(tiny_clip: Path, tmp_path: Path) -> None:
+    """Workers starting together wait for the one exporting (ONNX Runtime's quantiser
+    writes a fixed-name file beside its input, which a second one would delete)."""
+    import multiprocessing
+
+    from shared.clip_onnx import exclusive
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_export_in_child, args=(str(tiny_clip), str(tmp_path))
+    )
+    with exclusive(tmp_path):
+        child.start()
+        child.join(timeout=8)
+        assert child.is_alive(), "the export did not wait for the lock"
+        assert not list(tmp_path.glob("*.onnx"))
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.glob("*.onnx")) == [
+        "fp32.onnx",
+        "int8.onnx",
+    ]
