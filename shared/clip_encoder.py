@@ -426,8 +426,11 @@ class ClipEncoder:
         return torch.autocast(device_type=self.device, dtype=dtype)
 
     def _finish(self, raw: torch.Tensor | np.ndarray) -> np.ndarray:
-        features = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
-        features = features.float()
+        if isinstance(raw, np.ndarray):
+            raw = raw.astype(np.float32, copy=False)
+            norms = np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), np.float32(1e-12))
+            return (raw / norms).astype(np.float32, copy=False)
+        features = raw.float()
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
@@ -440,10 +443,17 @@ class ClipEncoder:
         model = self._ready()
         if len(batch) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            # numpy around the runtime: a torch op here would wake OpenMP's threads, which
+            # then spin on the cores ONNX Runtime's own threads are using
+            pixels = (
+                batch.cpu().numpy()
+                if isinstance(batch, torch.Tensor)
+                else np.stack([p.numpy() for p in batch])
+            )
+            return self._finish(self._onnx.encode(pixels))
         if not isinstance(batch, torch.Tensor):
             batch = torch.stack(list(batch))
-        if self._onnx is not None:
-            return self._finish(self._onnx.encode(batch.cpu().numpy()))
         with torch.inference_mode(), self._autocast():
             features = model.encode_image(batch.to(self.device, non_blocking=True))
         return self._finish(features)
