@@ -68,9 +68,11 @@ class Settings(BaseSettings):
     onnx_min_cosine: float = Field(default=0.99, gt=0, le=1)
     # Query workers: texts arriving together (from many jobs' threads) are encoded in one
     # call, gathered for up to this window and capped at this size; threads per worker; a
-    # per-model LRU cache of text embeddings (0: off).
+    # per-model LRU cache of text embeddings (0: off). The cap is a power of two because
+    # text batches are padded to one (clip_encoder): under 20 clients, 16 threads' texts came
+    # in batches of 7 and 9, and each 9 paid for 16 rows; capped at 8, 125 -> 154 searches/s.
     query_batch_window_ms: float = Field(default=2.0, ge=0, le=100)
-    query_batch_max: int = Field(default=32, ge=1, le=1024)
+    query_batch_max: int = Field(default=8, ge=1, le=1024)
     query_concurrency: int = Field(default=16, ge=1, le=256)
     text_cache_size: int = Field(default=4096, ge=0)
     # torch's intra-op threads in a worker that serves queries but not embeds (0: torch's
