@@ -199,3 +199,28 @@ def test_a_missing_collection_fails_only_its_own_search(ctx: WorkerContext) -> N
     assert len(found.result()[0]) == 3
     with pytest.raises(CollectionNotFound):  # a name nobody could make: refused at once
         searches.bound(ctx.scoped("alpha")).search("../x", query, 3)
+
+
+def test_the_default_cap_makes_full_batches_that_need_no_padding(encoder: ClipEncoder) -> None:
+    """Text batches are padded to a power of two (clip_encoder), so a cap that is not one
+    makes full batches pay for rows they do not use; 16 threads' texts come as 8 and 8."""
+    settings = Settings()
+    cap = settings.query_batch_max
+    assert cap & (cap - 1) == 0, "the cap must be a power of two"
+    counting = Counting(encoder)
+    gate = threading.Event()
+
+    def slow_first(texts: list[str]) -> np.ndarray:
+        gate.wait(5)  # the first call holds, so the other 15 queue up behind it
+        return counting(texts)
+
+    batcher = QueryBatcher(slow_first, settings.query_batch_window_ms / 1000, cap, 0)
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(batcher.encode, [text]) for text in TEXTS]
+        time.sleep(0.3)
+        gate.set()
+        for future in futures:
+            future.result()
+    sizes = sorted(len(call) for call in counting.calls)
+    assert max(sizes) <= cap and sum(sizes) == len(TEXTS)
+    assert sizes.count(cap) >= 1
