@@ -370,13 +370,16 @@ class VectorStore:
         book.keyword = self.keyword_capable
         # Another process may win the race (Milvus Lite may even answer "File exists"
         # mid-creation), so errors are ignored here; _settled_info decides what is there.
+        physical = version_name(name, book.version)
         with contextlib.suppress(_pymilvus().MilvusException):
             self._client.create_collection(
-                version_name(name, book.version),
-                schema=schema(book),
-                index_params=index_params(self._client, book),
-                properties={METADATA_PROPERTY: book.dump()},
+                physical, schema=schema(book), properties={METADATA_PROPERTY: book.dump()}
             )
+            # Not through create_collection's index_params: pymilvus then polls each index's
+            # build every 0.5 s, a second for a new collection that has nothing to build.
+            # The load that follows (ensure_collection, create_version) needs only the index
+            # defined, which the call has done when it returns.
+            self._client.create_index(physical, index_params(self._client, book), sync=False)
 
     def _load(self, name: str) -> None:
         """Loads a collection, repairing its index if Milvus Lite left it unreadable.

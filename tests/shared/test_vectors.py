@@ -312,6 +312,29 @@ def test_filter_expression_is_built_safely() -> None:
             build_filter(bad)  # type: ignore[arg-type]
 
 
+def test_making_a_collection_does_not_wait_on_index_polling(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pymilvus polls an index build every 0.5 s when asked to wait; an empty collection has
+    nothing to build, so making one (and reading, writing, searching it) never waits so."""
+    from pymilvus.client.grpc_handler import GrpcHandler
+
+    polled: list[str] = []
+    waited = GrpcHandler.wait_for_creating_index
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # recorded, not raised: pymilvus wraps what its calls raise, and _create ignores it
+        polled.append(str(kwargs.get("index_name") or args))
+        return waited(self, *args, **kwargs)
+
+    monkeypatch.setattr(GrpcHandler, "wait_for_creating_index", counting)
+    store.ensure_collection("fresh", DIM, MODEL)
+    vectors = unit(np.random.default_rng(5), 3)
+    store.upsert("fresh", records(vectors))
+    assert store.search("fresh", vectors[:1], 1)[0][0].asset_id == records(vectors)[0].asset_id
+    assert polled == []
+
+
 def test_concurrent_ensure_is_idempotent(store: VectorStore) -> None:
     barrier = threading.Barrier(6)
     outcomes: list[Any] = []
