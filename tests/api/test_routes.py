@@ -308,11 +308,12 @@ def test_a_slow_milvus_call_does_not_hold_up_other_requests(
     with ThreadPoolExecutor(2) as pool:
         slow = pool.submit(api.post, "/v1/jobs/search", json=body)
         time.sleep(0.3)
-        started = time.monotonic()
         assert api.get("/healthz").status_code == 200
-        quick = time.monotonic() - started
+        # answered while the submit still waits (not within a time bound: a busy machine
+        # once took 0.53 s for this /healthz and failed one of 0.5 s)
+        answered_first = not slow.done()
         assert slow.result().status_code == 404
-    assert quick < 0.5, f"/healthz waited {quick:.2f}s behind a blocked submit"
+    assert answered_first, "/healthz waited behind a blocked submit"
 
 
 def test_rate_limits_are_per_key_and_shared_by_api_processes(settings: Settings) -> None:
