@@ -76,7 +76,7 @@ class JobEvents:
                         if message.get("type") != "pmessage":
                             continue
                         job_id = keys.job_id_of_events(message["channel"].decode())
-                        published = _text(message.get("data"))
+                        published = message["data"].decode()
                         for event in self._waiters.get(job_id, ()):
                             event.states.append(published)
                             event.set()
@@ -85,7 +85,3 @@ class JobEvents:
                 await asyncio.sleep(1.0)
             finally:
                 await client.aclose()
-
-
-def _text(data: object) -> str:
-    return data.decode() if isinstance(data, bytes) else str(data)

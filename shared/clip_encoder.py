@@ -429,7 +429,7 @@ class ClipEncoder:
         if isinstance(raw, np.ndarray):
             raw = raw.astype(np.float32, copy=False)
             norms = np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), np.float32(1e-12))
-            return (raw / norms).astype(np.float32, copy=False)
+            return raw / norms
         features = raw.float()
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)

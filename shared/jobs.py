@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -63,6 +63,8 @@ _SUMMARY_FIELDS = (
     "error",
     "tenant",
 )
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class WorkEntry(BaseModel):
@@ -283,21 +285,20 @@ class JobStore:
         )
 
     def request(self, job_id: str) -> dict[str, Any]:
-        raw = self.redis.hget(keys.job(job_id), "request")
-        return json.loads(raw) if raw else {}
+        return _request_of(self.redis.hget(keys.job(job_id), "request"))
 
-    def submitted(self, job_id: str) -> tuple[dict[str, Any], str | None]:
-        """What was submitted and for which tenant, in one read (a worker's first step)."""
+    def submitted(self, job_id: str, shape: type[ModelT]) -> tuple[ModelT, str | None]:
+        """What was submitted, as `shape`, and for which tenant: a worker's first step, in
+        one read."""
         request, tenant = self.redis.hmget(keys.job(job_id), "request", "tenant")
-        return (json.loads(request) if request else {}), (_text(tenant) or None) if tenant else None
+        return shape.model_validate(_request_of(request)), _tenant_of(tenant)
 
     def state(self, job_id: str) -> JobState | None:
         raw = self.redis.hget(keys.job(job_id), "state")
         return JobState(_text(raw)) if raw else None
 
     def tenant(self, job_id: str) -> str | None:
-        raw = self.redis.hget(keys.job(job_id), "tenant")
-        return (_text(raw) or None) if raw else None
+        return _tenant_of(self.redis.hget(keys.job(job_id), "tenant"))
 
     def list_jobs(
         self,
@@ -650,6 +651,14 @@ def _by_queue(batches: list[tuple[str, QueuedTask]]) -> dict[str, list[str]]:
     for _, task in batches:
         grouped.setdefault(task.queue, []).append(task.payload)
     return grouped
+
+
+def _request_of(raw: bytes | str | None) -> dict[str, Any]:
+    return json.loads(raw) if raw else {}
+
+
+def _tenant_of(raw: bytes | str | None) -> str | None:
+    return (_text(raw) or None) if raw else None
 
 
 def _text(value: bytes | str) -> str:

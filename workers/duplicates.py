@@ -36,8 +36,7 @@ def plan_duplicates(ctx: WorkerContext, job_id: str) -> int:
     """Pages through the collection's ids into batches; returns how many were sent."""
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return 0
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = DuplicatesRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, DuplicatesRequest)
     scope = ctx.scoped(tenant)
     try:
         # The version that answers now is the one compared, whatever a re-index swaps in.
@@ -90,8 +89,7 @@ def duplicates_batch(
 ) -> None:
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = DuplicatesRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, DuplicatesRequest)
     scope = ctx.scoped(tenant)
     pairs = find_pairs(scope, request, version, asset_ids, ctx.settings.duplicates_neighbours)
     if pairs:
@@ -130,8 +128,7 @@ def lowest_similarity(
 def cluster_duplicates(ctx: WorkerContext, job_id: str, version: int) -> None:
     if not ctx.jobs.start_work(job_id, THEN, ctx.name):
         return
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = DuplicatesRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, DuplicatesRequest)
     scope = ctx.scoped(tenant)
     graph = read_pairs(ctx, job_id)
     found = [

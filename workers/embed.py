@@ -88,8 +88,7 @@ def embed_batch(
 ) -> BatchReport | None:
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return None  # counted already, cancelled or expired: the batch is dropped
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = EmbedRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, EmbedRequest)
     scope = ctx.scoped(tenant)
     # Read afresh for each batch: a re-index may have swapped in another model's version.
     target = ctx.target(scope, request.collection, fresh=True)

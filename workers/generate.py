@@ -296,8 +296,7 @@ def generate_items(ctx: WorkerContext, job_id: str, batch_id: str, indices: list
     """A group of items side by side; returns how many made an image."""
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return 0
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = GenerateRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
     scope = ctx.scoped(tenant)
     # Threads, not the event loop, for the Milvus and blob calls around each item's Gemini
     # calls (those run on the process's one loop, however many threads wait on them).

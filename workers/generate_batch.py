@@ -168,8 +168,7 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
     """Stores what the finished batch made, item by item; returns the items that succeeded."""
     if not ctx.jobs.start_work(job_id, UPSTREAM, ctx.name):
         return 0
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = GenerateRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
     scope = ctx.scoped(tenant)
     info = ctx.jobs.batch_info(job_id)
     references = {int(k): v for k, v in json.loads(info.get("references", "{}")).items()}

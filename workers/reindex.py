@@ -39,8 +39,7 @@ def plan_reindex(ctx: WorkerContext, job_id: str) -> int:
     """Marks the collection, makes its next version and sends the batches."""
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return 0
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = ReindexJob.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, ReindexJob)
     scope = ctx.scoped(tenant)
     try:
         return _plan(ctx, job_id, request, scope)
@@ -151,8 +150,7 @@ def reindex_batch(
 ) -> None:
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = ReindexJob.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, ReindexJob)
     scope = ctx.scoped(tenant)
     written, errors = copy_assets(
         ctx, scope, request.collection, ReindexMark.model_validate(mark), asset_ids, first_index
@@ -191,8 +189,7 @@ def catch_up(ctx: WorkerContext, scope: TenantVectors, collection: str, mark: Re
 def swap_reindex(ctx: WorkerContext, job_id: str, mark: dict[str, Any]) -> None:
     if not ctx.jobs.start_work(job_id, THEN, ctx.name):
         return
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = ReindexJob.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, ReindexJob)
     scope = ctx.scoped(tenant)
     held = ReindexMark.model_validate(mark)
     name = request.collection
@@ -213,8 +210,7 @@ def swap_reindex(ctx: WorkerContext, job_id: str, mark: dict[str, Any]) -> None:
 
 def _ending_mark(ctx: WorkerContext, job_id: str) -> None:
     """A re-index that stopped short lifts its mark, so writers stop writing its version."""
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = ReindexJob.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, ReindexJob)
     scope = ctx.scoped(tenant)
     ctx.reindexing.end(scope.physical(request.collection), job_id)
 

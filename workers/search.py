@@ -138,8 +138,7 @@ def rank(
 def run_search(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return
-    submitted, tenant = ctx.jobs.submitted(job_id)
-    request = SearchRequest.model_validate(submitted)
+    request, tenant = ctx.jobs.submitted(job_id, SearchRequest)
     try:
         try:
             ranked, errors = search(ctx, request, tenant, fresh=False)
