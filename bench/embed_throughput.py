@@ -42,7 +42,7 @@ from cli.stack import Stack, free_port  # noqa: E402
 from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
 from shared.images import sniff_and_decode  # noqa: E402
 from shared.torch_thread import TORCH_THREAD  # noqa: E402
-from tests.clip_fixture import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 
 BENCH_COLLECTION = "bench_embed"
 WARM_COLLECTION = "bench_warmup"

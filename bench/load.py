@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, http_load, scratch  # noqa: E402
 from cli.stack import free_port  # noqa: E402
-from tests.clip_fixture import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
-from tests.utils import write_images  # noqa: E402
+from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+from tests.support.images import write_images  # noqa: E402
 
 COLLECTION = "bench_load"
 WORDS = [

@@ -41,35 +41,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, scratch  # noqa: E402
 from cli.stack import Stack, free_port, wait_for_port  # noqa: E402
-from shared.vectors import AssetRecord, VectorStore  # noqa: E402
-from tests.clip_fixture import build_tiny_checkpoint  # noqa: E402
-from tests.milvus_server import start_milvus_server  # noqa: E402
+from shared.vectors import VectorStore  # noqa: E402
+from tests.support.clip_checkpoint import build_tiny_checkpoint  # noqa: E402
+from tests.support.milvus_server import start_milvus_server  # noqa: E402
+from tests.support.vectors import records, unit_vectors  # noqa: E402
 
 DIM = 512
 CHUNK = 5000
 COLLECTION = "curve"
-
-
-def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
-    vectors = rng.standard_normal((n, DIM), dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def records(vectors: np.ndarray, start: int, prefix: str = "a") -> list[AssetRecord]:
-    return [
-        AssetRecord(
-            asset_id=f"{prefix}{start + i:012d}",
-            vector=v.tolist(),
-            filename=f"img_{start + i}.jpg",
-            source=f"bench:{start + i}",
-            content_key=f"bench/{start + i}",
-            mime_type="image/jpeg",
-            width=640,
-            height=480,
-            metadata={"i": start + i},
-        )
-        for i, v in enumerate(vectors)
-    ]
 
 
 @contextmanager
@@ -123,7 +102,7 @@ def grow(store: VectorStore, name: str, rng: np.random.Generator, have: int, wan
     started = time.perf_counter()
     for start in range(have, want, CHUNK):
         count = min(CHUNK, want - start)
-        store.upsert(name, records(unit_vectors(rng, count), start))
+        store.upsert(name, records(unit_vectors(rng, count, DIM), start=start))
     return (want - have) / (time.perf_counter() - started)
 
 
@@ -187,7 +166,7 @@ def curve(backend: str, uri: str, pid: int, sizes: list[int], n: int, api: Stack
     store = VectorStore(uri)
     store.ensure_collection(COLLECTION, DIM, str(api.settings().clip_model) if api else "bench")
     rng = np.random.default_rng(7)
-    queries = unit_vectors(np.random.default_rng(99), 32)
+    queries = unit_vectors(np.random.default_rng(99), 32, DIM)
     have = 0
     for size in sizes:
         rate = grow(store, COLLECTION, rng, have, size)
@@ -204,14 +183,14 @@ def curve(backend: str, uri: str, pid: int, sizes: list[int], n: int, api: Stack
 def levers(base: Path, n: int) -> None:
     """Milvus Lite at 30,000 rows: segment size, output fields, partition key."""
     rng = np.random.default_rng(3)
-    queries = unit_vectors(np.random.default_rng(98), 1)
+    queries = unit_vectors(np.random.default_rng(98), 1, DIM)
     with lite_server(base / "levers") as (uri, pid):
         store = VectorStore(uri)
         for name, chunk in (("seg5000", CHUNK), ("seg32", 32)):
             store.ensure_collection(name, DIM, "bench")
-            vectors = unit_vectors(rng, 30_000)
+            vectors = unit_vectors(rng, 30_000, DIM)
             for start in range(0, 30_000, chunk):
-                store.upsert(name, records(vectors[start : start + chunk], start))
+                store.upsert(name, records(vectors[start : start + chunk], start=start))
             quiet(pid)  # background merges and index builds
             found = latencies(lambda nm=name: store.search(nm, queries, 10), n)
             print(f"lite 30,000  segments of {chunk:>5} rows: 1q p50 {p(found, 0.5):7.2f} ms")
@@ -238,7 +217,7 @@ def partition_key(
 
     create("keyed", True)
     create("own", False)
-    vectors = unit_vectors(rng, 30_000)
+    vectors = unit_vectors(rng, 30_000, DIM)
     for start in range(0, 30_000, CHUNK):
         rows = [
             {"asset_id": f"k{start + i}", "tenant": f"t{(start + i) % 10}", "vector": v.tolist()}

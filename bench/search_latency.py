@@ -50,8 +50,9 @@ from bench.common import Load, describe, http_load  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
 from shared.clip_encoder import ClipEncoder  # noqa: E402
 from shared.torch_thread import TORCH_THREAD  # noqa: E402
-from shared.vectors import AssetRecord, VectorStore  # noqa: E402
-from tests.clip_fixture import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+from shared.vectors import VectorStore  # noqa: E402
+from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+from tests.support.vectors import records, unit_vectors  # noqa: E402
 
 COLLECTION = "bench_search"
 QUIET_S = 0.02
@@ -84,11 +85,6 @@ def queries(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=rng.integers(3, 8))) for _ in range(n)]
 
 
-def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    v = rng.standard_normal((n, dim), dtype=np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
 def timed(fn: Callable[[], Any]) -> float:
     started = time.perf_counter()
     fn()
@@ -108,21 +104,7 @@ def fill(
     for lo in range(start, stop, chunk):
         hi = min(stop, lo + chunk)
         vectors = unit_vectors(rng, hi - lo, dim)
-        records = [
-            AssetRecord(
-                asset_id=f"{i:064x}",
-                vector=v.tolist(),
-                filename=f"img_{i}.jpg",
-                source=f"bench:{i}",
-                content_key=f"bench/{i}",
-                mime_type="image/jpeg",
-                width=640,
-                height=480,
-                metadata={"i": i},
-            )
-            for i, v in zip(range(lo, hi), vectors, strict=True)
-        ]
-        store.upsert(COLLECTION, records)
+        store.upsert(COLLECTION, records(vectors, start=lo))
     return time.perf_counter() - started
 
 

@@ -7,11 +7,8 @@ server, one Celery worker per queue and the API, each a separate process.
 
 from __future__ import annotations
 
-import io
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +19,10 @@ from fastapi.testclient import TestClient
 
 from cli.stack import Stack, free_port, wait_for_port
 from shared.settings import Settings
-from tests.clip_fixture import build_tiny_checkpoint
+from tests.support.clip_checkpoint import build_tiny_checkpoint
+from tests.support.stack import OUTPUT, WEBHOOK_SECRET, InProcess, RunningStack
 
-ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "test-output"
 STACK_DB = 0
-# The stack's Standard Webhooks secret (base64 of b"secret-key-for-tests").
-WEBHOOK_SECRET = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
 UNIT_DB = 1
 
 
@@ -58,7 +52,7 @@ def redis_port() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Milvus 2.3.5 server (the `milvus` package), in a network namespace of its own."""
-    from tests.milvus_server import start_milvus_server
+    from tests.support.milvus_server import start_milvus_server
 
     server = start_milvus_server(tmp_path_factory.mktemp("milvus-server"))
     yield server
@@ -67,8 +61,8 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real S3-protocol server (moto's server mode; see tests/s3_server.py)."""
-    from tests.s3_server import start_s3_server
+    """A real S3-protocol server (moto's server mode; see tests/support/s3_server.py)."""
+    from tests.support.s3_server import start_s3_server
 
     server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
     yield server
@@ -132,25 +126,10 @@ def api(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-@dataclass
-class InProcess:
-    """The app and the workers' functions in this process (see tests/inline.py)."""
-
-    api: TestClient
-    ctx: Any
-    queue: Any
-    settings: Settings
-
-    def transport(self) -> httpx.BaseTransport:
-        from tests.inline import SharedTransport
-
-        return SharedTransport(self.api._transport)
-
-
 @pytest.fixture
 def inproc(settings: Settings, fake_gemini: Any) -> Iterator[InProcess]:
     from api.main import create_app
-    from tests.inline import InlineQueue
+    from tests.support.inline import InlineQueue
     from workers.context import build_context
 
     settings = settings.model_copy(update={"gemini_base_url": fake_gemini.base_url})
@@ -165,40 +144,9 @@ def inproc(settings: Settings, fake_gemini: Any) -> Iterator[InProcess]:
             ctx.close()
 
 
-@dataclass
-class RunningStack:
-    stack: Stack
-    url: str
-    library: Path
-    client: httpx.Client
-    backend: str  # "lite" or "milvus"
-
-    def tag(self, text: str) -> str:
-        """The text made this stack's own (the fake Gemini serves every stack of the run)."""
-        return f"{text} ~{self.backend}"
-
-    def wait_job(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            job = self.client.get(f"/v1/jobs/{job_id}", params={"wait": 10}).json()
-            if job["state"] in ("completed", "failed", "cancelled"):
-                return job
-        raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
-
-    def ingest(self, collection: str, files: list[tuple[str, bytes]]) -> list[str]:
-        """Uploads PNGs under their names and embeds them, as a script would; the asset ids."""
-        parts = [("files", (name, io.BytesIO(data), "image/png")) for name, data in files]
-        uploads = self.client.post("/v1/uploads", files=parts).json()["uploads"]
-        items = [{"upload_id": u["upload_id"]} for u in uploads]
-        job = self.client.post("/v1/jobs/embed", json={"collection": collection, "items": items})
-        done = self.wait_job(job.json()["id"])
-        assert done["state"] == "completed", done
-        return list(done["result"]["asset_ids"])
-
-
 @pytest.fixture(scope="session")
 def fake_gemini() -> Iterator[Any]:
-    from tests.fake_gemini import FakeGemini
+    from tests.support.fake_gemini import FakeGemini
 
     server = FakeGemini()
     server.start()

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from cli.stack import free_port
 from shared.settings import Settings
-from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY
 
 
 def on_s3(settings: Settings, uri: str, endpoint: str) -> Settings:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from shared import contract
 from shared.settings import Settings
-from tests.conftest import InProcess
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import InProcess
 
 
 def ingest(client: TestClient, collection: str, count: int, **headers: str) -> list[str]:

@@ -8,7 +8,7 @@ import io
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.utils import make_image
+from tests.support.images import make_image
 
 
 def gauges(api: TestClient) -> dict[str, float]:

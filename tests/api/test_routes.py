@@ -12,13 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.settings import Settings
-from tests.utils import make_image, png_claiming
+from tests.support.images import make_image, png_claiming
+from tests.support.responses import error_code
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def error_code(response: object) -> str:
-    return response.json()["error"]["code"]  # type: ignore[attr-defined]
 
 
 def upload(api: TestClient, data: bytes, name: str = "a.png") -> object:

@@ -11,7 +11,7 @@ from shared.jobs import JobStore
 from shared.reindexing import ReindexMark, ReindexMarks
 from shared.settings import Settings
 from shared.vectors import VectorStore
-from tests.api.test_routes import error_code
+from tests.support.responses import error_code
 
 
 def make_collection(settings: Settings, name: str = "c") -> VectorStore:

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from shared.settings import get_settings
-from tests.clip_fixture import build_tiny_checkpoint
-from tests.utils import make_image
+from tests.support.clip_checkpoint import build_tiny_checkpoint
+from tests.support.images import make_image
 
 pytest.importorskip("onnxruntime")
 

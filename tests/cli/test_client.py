@@ -1,4 +1,4 @@
-"""The CLI's client and commands against the real app in-process (tests/inline.py): real
+"""The CLI's client and commands against the real app in-process (tests/support/inline.py): real
 Redis, Milvus Lite and the workers' functions, the real google-genai SDK against the fake
 Gemini server. The same commands run against the whole stack in tests/integration/test_cli.py.
 """
@@ -31,8 +31,8 @@ from shared.contract import (
     SearchResult,
     Upload,
 )
-from tests.conftest import InProcess
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import InProcess
 
 runner = CliRunner()
 
@@ -110,7 +110,7 @@ def test_errors_are_the_contracts_and_keys_are_sent(settings: Any, fake_gemini: 
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from tests.inline import SharedTransport
+    from tests.support.inline import SharedTransport
 
     keyed = settings.model_copy(update={"api_keys": ["k1:alpha"]})
     with TestClient(create_app(keyed)) as app:

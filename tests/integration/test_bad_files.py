@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import RunningStack
-from tests.utils import make_image, png_claiming
+from tests.support.images import make_image, png_claiming
+from tests.support.stack import RunningStack
 
 pytestmark = pytest.mark.integration
 

@@ -16,24 +16,10 @@ import pytest
 from PIL import Image
 
 from cli.stack import free_port
-from tests.conftest import ROOT, RunningStack
-from tests.utils import write_images
+from tests.support.images import write_images
+from tests.support.stack import ROOT, RunningStack, assetrag
 
 pytestmark = pytest.mark.integration
-
-
-def assetrag(
-    stack: RunningStack, *args: str, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ASSETRAG_API_URL": stack.url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_ingest_search_sheet_generate_and_jobs(stack: RunningStack, tmp_path: Path) -> None:

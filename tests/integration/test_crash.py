@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import RunningStack
-from tests.utils import write_images
+from tests.support.images import write_images
+from tests.support.stack import RunningStack
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,8 @@ import io
 import pytest
 from PIL import Image
 
-from tests.conftest import RunningStack
-from tests.integration.test_embed_search import embed, upload
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import RunningStack, embed, upload
 
 pytestmark = pytest.mark.integration
 DISTINCT_SEEDS = [100, 102, 103, 106, 115, 131, 156]

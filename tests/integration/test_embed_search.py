@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -10,27 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningStack
-from tests.utils import make_image, write_images
+from tests.support.images import make_image, write_images
+from tests.support.stack import RunningStack, embed, upload
 
 pytestmark = pytest.mark.integration
-
-
-def upload(stack: RunningStack, blobs: list[bytes], name: str = "img") -> list[str]:
-    files = [
-        ("files", (f"{name}_{i}.png", io.BytesIO(b), "image/png")) for i, b in enumerate(blobs)
-    ]
-    response = stack.client.post("/v1/uploads", files=files)
-    assert response.status_code == 201, response.text
-    return [u["upload_id"] for u in response.json()["uploads"]]
-
-
-def embed(stack: RunningStack, collection: str, items: list[dict], **extra: object) -> dict:
-    response = stack.client.post(
-        "/v1/jobs/embed", json={"collection": collection, "items": items, **extra}
-    )
-    assert response.status_code in (200, 202), response.text
-    return stack.wait_job(response.json()["id"])
 
 
 def test_uploaded_images_each_find_themselves_first(stack: RunningStack) -> None:

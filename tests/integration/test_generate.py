@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import RunningStack
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import RunningStack
 
 pytestmark = pytest.mark.integration
 COLLECTION = "genrefs"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from shared import webhooks
-from tests.conftest import WEBHOOK_SECRET, RunningStack
-from tests.fake_gemini import FakeGemini
-from tests.utils import receive_posts
+from tests.support.fake_gemini import FakeGemini
+from tests.support.http import receive_posts
+from tests.support.stack import WEBHOOK_SECRET, RunningStack
 
 pytestmark = [
     pytest.mark.integration,

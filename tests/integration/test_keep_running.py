@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from cli.stack import free_port
-from tests.conftest import ROOT
-from tests.utils import write_images
+from tests.support.images import write_images
+from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.integration
 

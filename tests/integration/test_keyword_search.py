@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import RunningStack
-from tests.integration.test_embed_search import embed, upload
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import RunningStack, embed, upload
 
 pytestmark = pytest.mark.integration
 

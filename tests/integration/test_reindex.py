@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningStack
-from tests.integration.test_cli import assetrag
-from tests.integration.test_embed_search import embed, upload
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.stack import RunningStack, assetrag, embed, upload
 
 pytestmark = pytest.mark.integration
 

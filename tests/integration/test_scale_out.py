@@ -28,8 +28,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.stack import Stack, free_port
-from tests.conftest import OUTPUT
-from tests.utils import make_image, serve_http
+from tests.support.http import serve_http
+from tests.support.images import make_image
+from tests.support.stack import OUTPUT
 
 pytestmark = pytest.mark.integration
 DB = 4  # a Redis database of its own (the shared stack uses 0, unit tests 1)

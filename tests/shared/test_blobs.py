@@ -22,7 +22,7 @@ from shared.blobs import (
 )
 from shared.settings import Settings
 from shared.sources import Upload, UploadRegistry
-from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY
 
 
 def s3_settings(uri: str, endpoint: str, **overrides: Any) -> Settings:

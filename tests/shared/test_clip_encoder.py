@@ -19,7 +19,7 @@ from shared.clip_encoder import (
     resolve_precision,
 )
 from shared.torch_thread import TORCH_THREAD
-from tests.clip_fixture import build_tiny_checkpoint
+from tests.support.clip_checkpoint import build_tiny_checkpoint
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

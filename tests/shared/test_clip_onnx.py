@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 from shared.clip_encoder import ClipEncoder, checkpoint_hash  # noqa: E402
 from shared.clip_onnx import probe_images  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.clip_fixture import build_tiny_checkpoint  # noqa: E402
+from tests.support.clip_checkpoint import build_tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""shared.gemini against the real google-genai SDK, pointed at tests.fake_gemini by base_url."""
+"""shared.gemini against the real google-genai SDK, pointed at the fake Gemini by base_url."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import redis.asyncio
 from PIL import Image
 
 from shared.gemini import GeminiGenerator, GenerationError, RpmLimiter
-from tests.fake_gemini import FakeGemini, image_size_for
+from tests.support.fake_gemini import FakeGemini, image_size_for
 
 MODEL = "gemini-3.1-flash-image"
 KEY = "test-key"
@@ -381,7 +381,7 @@ def test_fake_runs_as_a_script():
         port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_gemini", "--port", str(port)],
+        [sys.executable, "-m", "tests.support.fake_gemini", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ from shared.images import (
     sniff_image,
     thumbnail,
 )
-from tests.utils import png_claiming
+from tests.support.images import png_claiming
 
 LIMIT = 64_000_000
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

@@ -14,7 +14,7 @@ from shared.sources import (
     read_library_file,
     resolve_library_path,
 )
-from tests.utils import serve_http
+from tests.support.http import serve_http
 
 
 def test_paths_inside_roots_resolve(library: Path) -> None:

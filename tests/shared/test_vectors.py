@@ -17,7 +17,6 @@ import redis
 
 from shared.errors import Conflict
 from shared.vectors import (
-    AssetRecord,
     CollectionNotFound,
     TenantVectors,
     VectorStore,
@@ -25,9 +24,8 @@ from shared.vectors import (
     build_filter,
 )
 from shared.write_marks import WriteMarks
+from tests.support.vectors import DIM, MODEL, records, unit_vectors
 
-DIM = 16
-MODEL = "test-clip"
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
 
 
@@ -115,29 +113,6 @@ def store(
     vs.close()
 
 
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def records(vectors: np.ndarray, prefix: str = "a") -> list[AssetRecord]:
-    return [
-        AssetRecord(
-            asset_id=f"{prefix}{i}",
-            vector=v.tolist(),
-            filename=f"{prefix}{i}.png",
-            source=f"upload://{prefix}{i}",
-            content_key=f"blobs/{prefix}{i}",
-            mime_type="image/png",
-            width=64,
-            height=32,
-            metadata={"color": "red" if i % 2 else "blue", "n": i, "tag": 'quote"d'},
-            created_at=1000.0 + i,
-        )
-        for i, v in enumerate(vectors)
-    ]
-
-
 def test_create_describe_list_drop(store: VectorStore) -> None:
     info = store.ensure_collection("cats", DIM, MODEL)
     assert (info.name, info.model, info.dimension, info.metric, info.count) == (
@@ -168,7 +143,7 @@ def test_a_dropped_collection_is_not_answered_from_the_cache(store: VectorStore)
 
 def test_reads_load_a_collection_a_restart_left_released(store: VectorStore) -> None:
     store.ensure_collection("released", DIM, MODEL)
-    vecs = unit(np.random.default_rng(3), 4)
+    vecs = unit_vectors(np.random.default_rng(3), 4)
     store.upsert("released", records(vecs))
     store._client.release_collection("released")  # what a server restart leaves
     assert store.get_asset("released", "a1") is not None
@@ -182,7 +157,7 @@ def test_a_write_is_read_at_once_by_another_process(store: VectorStore) -> None:
     """Read-your-writes across clients: on a Milvus server through the write marks."""
     writer, reader = VectorStore(store.uri, store.marks), VectorStore(store.uri, store.marks)
     writer.ensure_collection("fresh", DIM, MODEL)
-    vecs = unit(np.random.default_rng(11), 6)
+    vecs = unit_vectors(np.random.default_rng(11), 6)
     for i in range(3):  # each row read back by the other client right after its write
         writer.upsert("fresh", records(vecs[i : i + 1], prefix=f"r{i}-"))
         assert reader.get_asset("fresh", f"r{i}-0") is not None
@@ -208,7 +183,7 @@ def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
     with pytest.raises(CollectionNotFound):
         store.search("missing", [[0.1] * DIM], 3)
     with pytest.raises(CollectionNotFound):
-        store.upsert("missing", records(unit(np.random.default_rng(0), 1)))
+        store.upsert("missing", records(unit_vectors(np.random.default_rng(0), 1)))
     scope = TenantVectors(store, None)
     for bad in ["", "1abc", "a-b", "a b", "x" * 65, "_a", "a;drop"]:
         with pytest.raises(CollectionNotFound):
@@ -219,7 +194,7 @@ def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
 
 def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:
     store.ensure_collection("up", DIM, MODEL)
-    vecs = unit(np.random.default_rng(1), 20)
+    vecs = unit_vectors(np.random.default_rng(1), 20)
     assert store.upsert("up", records(vecs)) == 20
     assert store.upsert("up", records(vecs)) == 20
     assert store.count("up") == 20
@@ -236,7 +211,7 @@ def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:
 
 def test_assets_page_in_id_order_while_rows_are_added(store: VectorStore) -> None:
     store.ensure_collection("pages", DIM, MODEL)
-    rows = records(unit(np.random.default_rng(7), 23), "p")
+    rows = records(unit_vectors(np.random.default_rng(7), 23), "p")
     store.upsert("pages", rows[:10])
     store.upsert("pages", rows[10:20])  # two segments: storage order is not id order
     first = store.list_assets("pages", 5)
@@ -258,7 +233,7 @@ def test_assets_page_in_id_order_while_rows_are_added(store: VectorStore) -> Non
 
 def test_search_finds_itself_sorted_topk_batched(store: VectorStore) -> None:
     store.ensure_collection("s", DIM, MODEL)
-    vecs = unit(np.random.default_rng(2), 60)
+    vecs = unit_vectors(np.random.default_rng(2), 60)
     store.upsert("s", records(vecs[:30]))
     store.upsert("s", records(vecs[30:], prefix="b"))
     results = store.search("s", vecs[:30], top_k=5)  # one batched call, 30 queries
@@ -277,7 +252,7 @@ def test_search_finds_itself_sorted_topk_batched(store: VectorStore) -> None:
 
 def test_filter_and_min_score(store: VectorStore) -> None:
     store.ensure_collection("f", DIM, MODEL)
-    vecs = unit(np.random.default_rng(3), 40)
+    vecs = unit_vectors(np.random.default_rng(3), 40)
     store.upsert("f", records(vecs))
     red = store.search("f", vecs[:4], top_k=10, filter={"color": "red"})
     assert all(h.metadata["color"] == "red" for hits in red for h in hits)
@@ -329,7 +304,7 @@ def test_making_a_collection_does_not_wait_on_index_polling(
 
     monkeypatch.setattr(GrpcHandler, "wait_for_creating_index", counting)
     store.ensure_collection("fresh", DIM, MODEL)
-    vectors = unit(np.random.default_rng(5), 3)
+    vectors = unit_vectors(np.random.default_rng(5), 3)
     store.upsert("fresh", records(vectors))
     assert store.search("fresh", vectors[:1], 1)[0][0].asset_id == records(vectors)[0].asset_id
     assert polled == []
@@ -375,7 +350,7 @@ def test_concurrent_ensure_from_two_processes(server: MilvusServer) -> None:
 
 def test_local_persists_across_reopen(tmp_path: Path) -> None:
     uri = str(tmp_path / "milvus")
-    vecs = unit(np.random.default_rng(4), 10)
+    vecs = unit_vectors(np.random.default_rng(4), 10)
     with VectorStore(uri) as vs:
         created = vs.ensure_collection("keep", DIM, MODEL)
         vs.upsert("keep", records(vecs))
@@ -388,7 +363,7 @@ def test_local_persists_across_reopen(tmp_path: Path) -> None:
 def test_server_restart_keeps_data(tmp_path: Path) -> None:
     srv = MilvusServer(tmp_path / "restart")
     srv.start()
-    vecs = unit(np.random.default_rng(5), 10)
+    vecs = unit_vectors(np.random.default_rng(5), 10)
     try:
         with VectorStore(srv.uri) as vs:
             created = vs.ensure_collection("keep", DIM, MODEL)
@@ -410,7 +385,7 @@ def test_an_index_left_short_by_a_stopped_server_is_rebuilt(tmp_path: Path) -> N
     is intact, so the collection must load again (its index rebuilt), not fail for good."""
     srv = MilvusServer(tmp_path / "short")
     srv.start()
-    vecs = unit(np.random.default_rng(6), 10)
+    vecs = unit_vectors(np.random.default_rng(6), 10)
     try:
         with VectorStore(srv.uri) as vs:
             vs.ensure_collection("keep", DIM, MODEL)

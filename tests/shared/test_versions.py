@@ -30,7 +30,7 @@ from shared.vectors import (
     VersionNotFound,
 )
 from shared.write_marks import WriteMarks
-from tests.shared.test_vectors import DIM, MODEL, records, unit
+from tests.support.vectors import DIM, MODEL, records, unit_vectors
 
 
 @pytest.fixture(params=["lite", "milvus"])
@@ -68,14 +68,14 @@ def test_a_collection_is_an_alias_over_version_one(store: VectorStore) -> None:
 def test_next_version_is_built_beside_and_swapped_in(store: VectorStore) -> None:
     rng = np.random.default_rng(1)
     store.ensure_collection("reels", DIM, MODEL)
-    first = records(unit(rng, 6))
+    first = records(unit_vectors(rng, 6))
     store.upsert("reels", first)
 
     nxt = store.create_version("reels", "other-clip", DIM + 8)
     assert (nxt.version, nxt.model, nxt.dimension) == (2, "other-clip", DIM + 8)
     # the alias still answers from version 1
     assert store.get_collection("reels").model == MODEL
-    wide = unit(np.random.default_rng(2), 6)
+    wide = unit_vectors(np.random.default_rng(2), 6)
     wide = np.hstack([wide, np.zeros((6, 8), np.float32)])
     store.upsert("reels", records(wide), version=2)
     assert store.count("reels") == 6 and store.count("reels", version=2) == 6
@@ -122,7 +122,7 @@ def test_a_collection_from_before_versions_works_and_is_adopted(store: VectorSto
         properties={METADATA_PROPERTY: json.dumps(old)},
     )
     rng = np.random.default_rng(3)
-    rows = records(unit(rng, 4))
+    rows = records(unit_vectors(rng, 4))
     store.upsert("legacy", rows)
     info = store.get_collection("legacy")
     assert (info.version, info.keyword_search, info.count) == (1, False, 4)
@@ -168,7 +168,7 @@ def test_keyword_search_finds_a_sku(store: VectorStore) -> None:
     needs_bm25(store)
     rng = np.random.default_rng(4)
     store.ensure_collection("skus", DIM, MODEL)
-    rows = records(unit(rng, 12))
+    rows = records(unit_vectors(rng, 12))
     rows[7] = rows[7].model_copy(update={"metadata": {"sku": "ZX-42", "caption": "a red shoe"}})
     store.upsert("skus", rows)
     hits = store.keyword_search("skus", ["ZX-42", "shoe", "a5.png", "nothing-like-it"], top_k=5)
@@ -195,7 +195,7 @@ def test_keyword_search_is_refused_where_the_server_lacks_bm25(store: VectorStor
 def test_neighbours_are_a_range_search(store: VectorStore) -> None:
     rng = np.random.default_rng(5)
     store.ensure_collection("near", DIM, MODEL)
-    base = unit(rng, 5)
+    base = unit_vectors(rng, 5)
     twin = base[0] + 0.01 * rng.standard_normal(DIM).astype(np.float32)
     twin /= np.linalg.norm(twin)
     rows = records(np.vstack([base, twin[None, :]]))
@@ -210,7 +210,7 @@ def test_records_written_keep_every_field(store: VectorStore) -> None:
     store.ensure_collection("fields", DIM, MODEL)
     row = AssetRecord(
         asset_id="x",
-        vector=unit(np.random.default_rng(6), 1)[0].tolist(),
+        vector=unit_vectors(np.random.default_rng(6), 1)[0].tolist(),
         filename="f.png",
         metadata={"sku": "Q-1"},
     )

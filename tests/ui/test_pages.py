@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import RunningStack
-from tests.ui.conftest import (
+from tests.support.browser import (
     API_KEY,
     CATALOGUE,
     CATALOGUE_SIZE,
@@ -22,6 +21,7 @@ from tests.ui.conftest import (
     shoot,
     shoot_phone,
 )
+from tests.support.stack import RunningStack
 
 # The pages are the same on either vector store: the API's tests run on both.
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["lite"], indirect=True)]

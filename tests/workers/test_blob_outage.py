@@ -11,9 +11,9 @@ from shared.contract import JobKind, JobState
 from shared.settings import Settings
 from shared.sources import StoredUpload
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
-from tests.inline import submit, take
-from tests.s3_server import ACCESS_KEY, REGION
-from tests.utils import make_image
+from tests.support.images import make_image
+from tests.support.inline import submit, take
+from tests.support.s3_server import ACCESS_KEY, REGION
 from workers.context import build_context
 from workers.embed import embed_batch_with_retries, plan_embed
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,8 +12,9 @@ from shared.contract import JobKind, JobState, SearchResult
 from shared.settings import Settings
 from shared.sources import StoredUpload
 from shared.tasks import EMBED_BATCH, PLAN_EMBED
-from tests.inline import run_queued, submit, take
-from tests.utils import make_image, serve_http, write_images
+from tests.support.http import serve_http
+from tests.support.images import make_image, write_images
+from tests.support.inline import run_embed, run_queued, submit, take
 from workers.context import WorkerContext, build_context
 from workers.embed import embed_batch, plan_embed
 from workers.search import run_search
@@ -38,14 +38,6 @@ def add_upload(ctx: WorkerContext, data: bytes, name: str, tenant: str | None = 
     )
     ctx.uploads.add(upload, data)
     return upload.upload_id
-
-
-def run_embed(ctx: WorkerContext, request: dict[str, Any], tenant: str | None = None) -> str:
-    """Submits an embed job and runs its plan and batches; returns the job id."""
-    job_id = submit(ctx, JobKind.embed, request, tenant)
-    ran = run_queued(ctx)
-    assert [name for name, _ in ran] == [PLAN_EMBED] + [EMBED_BATCH] * (len(ran) - 1)
-    return job_id
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from shared import keys, webhooks
 from shared.contract import JobState
 from shared.settings import Settings
-from tests.fake_gemini import FakeGemini
-from tests.inline import run_queued
-from tests.utils import make_image, receive_posts
+from tests.support.fake_gemini import FakeGemini
+from tests.support.http import receive_posts
+from tests.support.images import make_image
+from tests.support.inline import run_queued
 from workers.context import WorkerContext, build_context
 from workers.generate_batch import poll_batches
 from workers.webhooks import backoff_s, deliver_due

@@ -16,7 +16,7 @@ from shared.clip_encoder import ClipEncoder
 from shared.contract import FilterValue
 from shared.settings import Settings
 from shared.vectors import AssetRecord, CollectionNotFound, VectorHit
-from tests.clip_fixture import build_tiny_checkpoint
+from tests.support.clip_checkpoint import build_tiny_checkpoint
 from workers.context import WorkerContext, build_context
 from workers.query_batcher import QueryBatcher, QueryBatchers, TextCache, VectorSearches
 

@@ -14,9 +14,8 @@ from shared.jobs import JobStore
 from shared.reindexing import ReindexMark, ReindexMarks
 from shared.settings import Settings
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
-from tests.inline import HANDLERS, run_queued, submit, take
-from tests.utils import write_images
-from tests.workers.test_embed_search import run_embed
+from tests.support.images import write_images
+from tests.support.inline import HANDLERS, run_embed, run_queued, submit, take
 from workers.context import WorkerContext, build_context
 from workers.encoders import EncoderCache
 

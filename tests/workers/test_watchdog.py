@@ -23,8 +23,8 @@ from shared.tasks import (
     RUN_SEARCH,
     QueuedTask,
 )
-from tests.inline import submit, take
-from tests.utils import write_images
+from tests.support.images import write_images
+from tests.support.inline import submit, take
 from workers.context import WorkerContext, build_context
 from workers.embed import plan_embed
 from workers.generate import plan_items

@@ -43,7 +43,7 @@ Images: a real PNG made with Pillow; size follows the aspect ratio (``k = 64 // 
 so 1:1 is 64x64, 16:9 is 112x63, 2:3 is 64x96), times 2 for ``2K`` and 4 for ``4K``; its colour
 comes from a hash of the prompt and a per-prompt counter, so variants of one prompt differ.
 
-Run standalone: ``python -m tests.fake_gemini --port 8765`` and set
+Run standalone: ``python -m tests.support.fake_gemini --port 8765`` and set
 ``ASSETRAG_GEMINI_BASE_URL=http://127.0.0.1:8765`` and any ``ASSETRAG_GEMINI_API_KEY``.
 """
 

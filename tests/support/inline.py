@@ -75,6 +75,14 @@ def run_queued(ctx: WorkerContext) -> list[tuple[str, list[Any]]]:
     return ran
 
 
+def run_embed(ctx: WorkerContext, request: dict[str, Any], tenant: str | None = None) -> str:
+    """Submits an embed job and runs its plan and batches; returns the job id."""
+    job_id = submit(ctx, JobKind.embed, request, tenant)
+    ran = run_queued(ctx)
+    assert [name for name, _ in ran] == [tasks.PLAN_EMBED] + [tasks.EMBED_BATCH] * (len(ran) - 1)
+    return job_id
+
+
 class InlineQueue(TaskQueue):
     """The task queue of the real service (messages pushed onto Redis), consumed by one
     thread that runs each task's plain function instead of a Celery worker."""
