@@ -18,8 +18,8 @@ from fastapi import Depends, Header, Request
 from api.state import AppState
 from shared.contract import ErrorCode, Job
 from shared.errors import CodedError, NotFound
+from shared.milvus.gateway import TenantVectors
 from shared.ratelimit import retry_after
-from shared.vectors import TenantVectors
 
 
 async def get_state(request: Request) -> AppState:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import redis.asyncio
 
 from api.events import JobEvents
-from shared.health import WorkerHeartbeat
-from shared.jobs import JobStore
+from shared.heartbeats import WorkerHeartbeat
+from shared.jobs.store import JobStore
 from shared.ratelimit import RateLimiter
 from shared.services import Services
 from shared.settings import Settings

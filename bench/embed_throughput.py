@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import describe  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
-from shared.clip_encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
+from shared.clip.encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
+from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
 from shared.images import sniff_and_decode  # noqa: E402
-from shared.torch_thread import TORCH_THREAD  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 
 BENCH_COLLECTION = "bench_embed"
@@ -326,7 +326,7 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         ckpt = base / ("tiny-clip.pt" if args.tiny else "vit-b32-random.pt")
-        # on the torch thread, as all torch work here: see shared/torch_thread.py
+        # on the torch thread, as all torch work here: see shared/clip/torch_thread.py
         TORCH_THREAD.run(build_tiny_checkpoint if args.tiny else build_vit_b32_checkpoint, ckpt)
         library = base / "library"
         paths = write_jpegs(library, args.images, (w, h), start=0)

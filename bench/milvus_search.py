@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, scratch  # noqa: E402
 from cli.stack import Stack, free_port, wait_for_port  # noqa: E402
-from shared.vectors import VectorStore  # noqa: E402
+from shared.milvus.gateway import VectorStore  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint  # noqa: E402
 from tests.support.milvus_server import start_milvus_server  # noqa: E402
 from tests.support.vectors import records, unit_vectors  # noqa: E402

@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import Load, describe, http_load  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
-from shared.clip_encoder import ClipEncoder  # noqa: E402
-from shared.torch_thread import TORCH_THREAD  # noqa: E402
-from shared.vectors import VectorStore  # noqa: E402
+from shared.clip.encoder import ClipEncoder  # noqa: E402
+from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
+from shared.milvus.gateway import VectorStore  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 from tests.support.vectors import records, unit_vectors  # noqa: E402
 
@@ -241,7 +241,7 @@ def main() -> None:
     stack: Stack | None = None
     try:
         ckpt = base / ("tiny-clip.pt" if args.tiny else "vit-b32-random.pt")
-        # on the torch thread, as all torch work here: see shared/torch_thread.py
+        # on the torch thread, as all torch work here: see shared/clip/torch_thread.py
         TORCH_THREAD.run(build_tiny_checkpoint if args.tiny else build_vit_b32_checkpoint, ckpt)
         encoder = ClipEncoder(str(ckpt), "cpu", args.precision)
         encoder.load()

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import describe, http_load, scratch  # noqa: E402
 from cli.stack import Stack, free_port  # noqa: E402
 from shared.contract import JobKind  # noqa: E402
-from shared.jobs import JobStore  # noqa: E402
+from shared.jobs.store import JobStore  # noqa: E402
+from shared.milvus.gateway import VectorStore  # noqa: E402
 from shared.tasks import RUN_SEARCH, TaskQueue, make_celery  # noqa: E402
-from shared.vectors import VectorStore  # noqa: E402
 
 COLLECTION = "bench_submit"
 PATH = "/v1/jobs/search"

@@ -1134,7 +1134,7 @@ def check_model(
     Runs here, on the CPU, exporting into the data dir's cache as a worker would; exits 1
     when a runtime falls below ASSETRAG_ONNX_MIN_COSINE (a worker would refuse to serve it).
     """
-    from shared.clip_encoder import ClipEncoder
+    from shared.clip.encoder import ClipEncoder
     from shared.settings import get_settings
 
     settings = get_settings()

@@ -9,14 +9,14 @@ from typing import Any
 import redis
 
 from shared.blobs import BlobExpiry, BlobStore, open_blob_store
-from shared.jobs import JobStore
-from shared.models import ModelRegistry
-from shared.reindexing import ReindexMarks
+from shared.clip.registry import ModelRegistry
+from shared.jobs.store import JobStore
+from shared.milvus.gateway import VectorStore
+from shared.milvus.reindexing import ReindexMarks
+from shared.milvus.write_marks import WriteMarks
 from shared.settings import Settings
 from shared.sources import UploadRegistry
 from shared.tasks import TaskQueue, make_celery
-from shared.vectors import VectorStore
-from shared.write_marks import WriteMarks
 
 
 @dataclass

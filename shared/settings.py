@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.clip.registry import KNOWN_DIMENSIONS
 from shared.contract import TENANT_RE
-from shared.models import KNOWN_DIMENSIONS
 
 
 def _split_csv(value: object) -> object:

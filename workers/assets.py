@@ -1,6 +1,6 @@
 """Turning image bytes into stored assets: decode → encode → original under its content hash →
 record → upsert. Embed batches and generated images both go through here, and so every
-write honours a re-index in progress (shared/reindexing.py): the version being built gets
+write honours a re-index in progress (shared/milvus/reindexing.py): the version being built gets
 the same assets, encoded with its own model."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from shared.blobs import asset_key
-from shared.clip_encoder import ClipEncoder
+from shared.clip.encoder import ClipEncoder
 from shared.images import ImageInfo, sniff_and_decode
-from shared.reindexing import ReindexMark
-from shared.vectors import AssetRecord, TenantVectors
+from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.reindexing import ReindexMark
 from workers.context import Target, WorkerContext
 
 

@@ -18,7 +18,7 @@ from celery.bootsteps import RUN
 from celery.worker import state as worker_state
 
 from shared import keys
-from shared.health import HEARTBEAT_PERIOD_S, WorkerHeartbeat
+from shared.heartbeats import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.logs import BATCH_ID, JOB_ID, configure_logging
 from shared.metrics import MODEL_LOAD, TASK_TIME, TASKS, serve_metrics
 from shared.settings import Settings, get_settings
@@ -106,7 +106,7 @@ def limit_torch_threads(settings: Settings, queues: list[str]) -> int | None:
         return None
     import torch
 
-    from shared.torch_thread import TORCH_THREAD
+    from shared.clip.torch_thread import TORCH_THREAD
 
     TORCH_THREAD.run(torch.set_num_threads, threads)
     return threads

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from celery import Task
 
+from shared.milvus.gateway import AssetRecord, TenantVectors
 from shared.services import Services
 from shared.settings import Settings, get_settings
-from shared.vectors import AssetRecord, TenantVectors
 from workers.encoders import EncoderCache
 from workers.query_batcher import QueryBatcher, QueryBatchers, Searcher
 
 if TYPE_CHECKING:
-    from shared.clip_encoder import ClipEncoder
+    from shared.clip.encoder import ClipEncoder
     from shared.gemini import GeminiBatches, GeminiGenerator
 
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class WorkerContext(Services):
             return self._batchers
 
     def _load_encoder(self, model: str) -> ClipEncoder:
-        from shared.clip_encoder import ClipEncoder
+        from shared.clip.encoder import ClipEncoder
 
         encoder = ClipEncoder.from_settings(model, self.settings)
         encoder.load()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shared.clip_encoder import ClipEncoder
+    from shared.clip.encoder import ClipEncoder
 
 log = logging.getLogger("assetrag.worker")
 

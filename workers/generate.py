@@ -31,9 +31,9 @@ from shared.contract import (
 from shared.errors import CodedError, NotFound
 from shared.gemini import GenerationError, GenerationOutput, ImageBytes
 from shared.images import downscale, sniff_image
-from shared.jobs import START, THEN
+from shared.jobs.store import START, THEN
+from shared.milvus.gateway import TenantVectors
 from shared.tasks import FINISH_GENERATE, GENERATE_ITEMS, RUN_GENERATE
-from shared.vectors import TenantVectors
 from workers.assets import decode_asset, store_assets
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext

@@ -29,8 +29,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from shared.contract import FilterValue
+    from shared.milvus.gateway import TenantVectors, VectorHit
     from shared.settings import Settings
-    from shared.vectors import TenantVectors, VectorHit
 
 Encode = Callable[[list[str]], np.ndarray]
 EncodeWith = Callable[[str, list[str]], np.ndarray]  # (model, texts) -> vectors

@@ -1,6 +1,6 @@
 """Re-index jobs: a collection's next version built beside the one that answers, then swapped in.
 
-A plan marks the collection (shared/reindexing.py), creates version n+1 for the chosen model
+A plan marks the collection (shared/milvus/reindexing.py), creates version n+1 for the chosen model
 and pages the current version's ids into batches. Each batch re-encodes its assets from
 their originals in the blob store with the new model, or copies the vectors as they are
 when the model is the same (a rebuild that gains what newer versions carry, such as keyword
@@ -20,10 +20,10 @@ import torch
 from shared.blobs import BlobNotFound
 from shared.contract import ErrorCode, ItemError, ReindexJob, ReindexResult
 from shared.errors import CodedError, Conflict, InputRejected
-from shared.jobs import START, THEN
-from shared.reindexing import ReindexMark
+from shared.jobs.store import START, THEN
+from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.reindexing import ReindexMark
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
-from shared.vectors import AssetRecord, TenantVectors
 from workers.assets import decode_asset, with_vectors
 from workers.celery_app import app
 from workers.context import ContextTask, WorkerContext

@@ -16,16 +16,16 @@ from shared.contract import (
     SearchResult,
 )
 from shared.errors import CodedError, InputRejected, NotFound
-from shared.jobs import START
-from shared.ranking import fuse
-from shared.tasks import RUN_SEARCH
-from shared.vectors import (
+from shared.jobs.store import START
+from shared.milvus.gateway import (
     FUSION_DEPTH,
     CollectionNotFound,
     KeywordSearchUnavailable,
     TenantVectors,
     VectorHit,
 )
+from shared.milvus.ranking import fuse
+from shared.tasks import RUN_SEARCH
 from workers.assets import decode_asset
 from workers.celery_app import app
 from workers.context import ContextTask, Target, WorkerContext

@@ -8,7 +8,7 @@ keeps it to one at a time across the fleet):
    Every live worker publishes the delivery tags it holds with its heartbeat, so a message
    held by no live worker for longer than a grace period is given back to its queue now.
 2. **Quiet jobs.** A job whose work showed no sign of life for `ASSETRAG_WORK_QUIET_S` is
-   audited against its outstanding work (shared/jobs.py): work whose task message exists
+   audited against its outstanding work (shared/jobs/store.py): work whose task message exists
    nowhere (no queue holds it, no worker has it; e.g. Redis restarted and lost it) is sent
    again, as a new message; after `ASSETRAG_WORK_ATTEMPTS` sends, or when started work ran
    past `ASSETRAG_TASK_TIMEOUT_S`, its items fail (`work_lost`, `work_timed_out`) so the job
@@ -28,8 +28,8 @@ import redis
 from shared import keys
 from shared.contract import ErrorCode
 from shared.errors import CodedError
-from shared.health import HEARTBEAT_PERIOD_S
-from shared.jobs import START, UPSTREAM_RUNNER, WorkEntry
+from shared.heartbeats import HEARTBEAT_PERIOD_S
+from shared.jobs.store import START, UPSTREAM_RUNNER, WorkEntry
 from shared.tasks import EMBED_BATCH, GENERATE_ITEMS, QUEUES, QueuedTask, TaskQueue, decode
 from workers.context import WorkerContext
 from workers.embed import fail_items

@@ -1,7 +1,7 @@
 """Delivering job webhooks: a POST of the final job when it ends, signed (shared/webhooks.py),
 retried with backoff for ASSETRAG_WEBHOOK_RETRY_S after the job ended, each attempt logged.
 
-A job that ends with a webhook is put in a due set (shared/jobs.py). Default-queue workers
+A job that ends with a webhook is put in a due set (shared/jobs/store.py). Default-queue workers
 look at it every half second; a worker claims a due job by removing it, makes one attempt,
 and on failure puts it back due after a tenacity backoff (exponential with jitter, up to ten
 minutes): retries survive worker restarts and never hold a thread while they wait. The

@@ -13,7 +13,7 @@ from shared.blobs import BlobNotFound, thumbnail_key
 from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Page
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
-from shared.vectors import AssetRecord, TenantVectors
+from shared.milvus.gateway import AssetRecord, TenantVectors
 
 router = APIRouter(tags=["collections"])
 E = ErrorCode

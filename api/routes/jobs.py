@@ -36,11 +36,11 @@ from shared.contract import (
     SearchRequest,
 )
 from shared.errors import CodedError, Conflict, NotFound
-from shared.results import result_lines
+from shared.jobs.results import result_lines
+from shared.milvus.gateway import TenantVectors
 from shared.rules import check_generation, check_item_count, check_text, check_webhook_url
 from shared.sources import resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH
-from shared.vectors import TenantVectors
 
 router = APIRouter(tags=["jobs"])
 E = ErrorCode

@@ -19,9 +19,9 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from cli.stack import free_port
-from shared.models import ModelRegistry
+from shared.clip.registry import ModelRegistry
+from shared.milvus.gateway import VectorStore
 from shared.settings import Settings
-from shared.vectors import VectorStore
 
 FUZZ_DB = 7
 EXAMPLES = 30

@@ -27,8 +27,8 @@ def test_importing_the_api_loads_no_model_stack() -> None:
         "import importlib, pkgutil, sys, api\n"
         "for m in pkgutil.walk_packages(api.__path__, 'api.'): importlib.import_module(m.name)\n"
         # pymilvus (and its pandas) loads on first use, keeping start-up short
-        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip_encoder', 'pymilvus',\n"
-        "         'onnxruntime', 'shared.clip_onnx')\n"
+        "heavy = ('torch', 'clip', 'torchvision', 'shared.clip.encoder', 'pymilvus',\n"
+        "         'onnxruntime', 'shared.clip.onnx_runtime')\n"
         "heavy = [x for x in heavy if x in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -107,7 +107,7 @@ def test_unknown_things_answer_404(api: TestClient) -> None:
 
 
 def test_overlong_query_is_refused(api: TestClient, settings: Settings) -> None:
-    from shared.vectors import VectorStore
+    from shared.milvus.gateway import VectorStore
 
     VectorStore(settings.resolved_milvus_uri).ensure_collection("c", 48, settings.clip_model)
     text = "word " * 1000
@@ -204,7 +204,7 @@ def test_embedding_into_a_collection_of_another_model_is_taken(
     api: TestClient, settings: Settings
 ) -> None:
     # The workers encode with the collection's own model, whatever the default is.
-    from shared.vectors import VectorStore
+    from shared.milvus.gateway import VectorStore
 
     VectorStore(settings.resolved_milvus_uri).ensure_collection("other", 768, "ViT-L/14")
     body = {"collection": "other", "items": [{"upload_id": "x" * 24}]}
@@ -214,7 +214,7 @@ def test_embedding_into_a_collection_of_another_model_is_taken(
 def test_collection_lifecycle(api: TestClient, settings: Settings) -> None:
     import redis as redis_lib
 
-    from shared.models import ModelRegistry
+    from shared.clip.registry import ModelRegistry
 
     ModelRegistry(redis_lib.Redis.from_url(settings.redis_url)).record(settings.clip_model, 48)
     created = api.post("/v1/collections", json={"name": "lookbook"})
@@ -237,7 +237,7 @@ def test_tenants_see_only_their_own_collections(settings: Settings) -> None:
     import redis as redis_lib
 
     from api.main import create_app
-    from shared.models import ModelRegistry
+    from shared.clip.registry import ModelRegistry
 
     ModelRegistry(redis_lib.Redis.from_url(settings.redis_url)).record(settings.clip_model, 48)
     keyed = settings.model_copy(update={"api_keys": ["k-alpha:alpha", "k-beta:beta"]})
@@ -294,7 +294,7 @@ def test_a_slow_milvus_call_does_not_hold_up_other_requests(
     API answers others."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.vectors import TenantVectors
+    from shared.milvus.gateway import TenantVectors
 
     def slow_find(self: TenantVectors, name: str) -> None:
         time.sleep(1.5)

@@ -7,10 +7,10 @@ from pathlib import Path
 import redis
 from fastapi.testclient import TestClient
 
-from shared.jobs import JobStore
-from shared.reindexing import ReindexMark, ReindexMarks
+from shared.jobs.store import JobStore
+from shared.milvus.gateway import VectorStore
+from shared.milvus.reindexing import ReindexMark, ReindexMarks
 from shared.settings import Settings
-from shared.vectors import VectorStore
 from tests.support.responses import error_code
 
 

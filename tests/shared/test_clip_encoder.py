@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shared.clip_encoder import (
+from shared.clip.encoder import (
     ClipEncoder,
     _load_model,
     _padded_rows,
@@ -18,7 +18,7 @@ from shared.clip_encoder import (
     encode_tokens,
     resolve_precision,
 )
-from shared.torch_thread import TORCH_THREAD
+from shared.clip.torch_thread import TORCH_THREAD
 from tests.support.clip_checkpoint import build_tiny_checkpoint
 
 with warnings.catch_warnings():
@@ -119,7 +119,7 @@ def test_preprocess_is_openai_clips_transform(encoder: ClipEncoder) -> None:
 
 def test_every_model_call_runs_on_the_torch_thread(checkpoints: dict[str, Path]) -> None:
     """Whichever threads ask, one thread runs the towers (OpenMP slows down as soon as a
-    second thread has run torch: shared/torch_thread.py)."""
+    second thread has run torch: shared/clip/torch_thread.py)."""
     enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="fp32")
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda _: enc.load(), range(3)))
@@ -298,7 +298,7 @@ def test_a_text_encodes_alike_alone_and_beside_longer_ones(encoder: ClipEncoder)
 
 
 def test_truncation_cuts_at_the_longest_end_of_text_token(encoder: ClipEncoder) -> None:
-    from shared.clip_encoder import encode_tokens
+    from shared.clip.encoder import encode_tokens
 
     model = encoder._ready()
     seen: list[int] = []

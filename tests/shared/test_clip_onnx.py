@@ -14,8 +14,8 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from shared.clip_encoder import ClipEncoder, checkpoint_hash  # noqa: E402
-from shared.clip_onnx import probe_images  # noqa: E402
+from shared.clip.encoder import ClipEncoder, checkpoint_hash  # noqa: E402
+from shared.clip.onnx_runtime import probe_images  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint  # noqa: E402
 
@@ -145,8 +145,8 @@ def test_settings_build_the_encoder(checkpoint: Path, monkeypatch: pytest.Monkey
 
 
 def _export_in_child(checkpoint: str, folder: str) -> None:
-    from shared.clip_encoder import _load_model, checkpoint_hash
-    from shared.clip_onnx import cached_graph
+    from shared.clip.encoder import _load_model, checkpoint_hash
+    from shared.clip.onnx_runtime import cached_graph
 
     model = _load_model(checkpoint, "cpu", "fp32")
     cached_graph(model, checkpoint_hash(checkpoint), "int8", Path(folder))
@@ -157,7 +157,7 @@ def test_one_process_at_a_time_builds_the_exports(tiny_clip: Path, tmp_path: Pat
     writes a fixed-name file beside its input, which a second one would delete)."""
     import multiprocessing
 
-    from shared.clip_onnx import exclusive
+    from shared.clip.onnx_runtime import exclusive
 
     child = multiprocessing.get_context("spawn").Process(
         target=_export_in_child, args=(str(tiny_clip), str(tmp_path))

@@ -20,7 +20,7 @@ from shared.contract import (
     valid_token,
 )
 from shared.errors import CodedError
-from shared.jobs import START, THEN, JobStore
+from shared.jobs.store import START, THEN, JobStore
 from shared.tasks import QueuedTask
 
 

@@ -64,7 +64,7 @@ def test_text_lines_name_the_ids(ids: tuple[str, str | None]) -> None:
 
 
 def test_a_library_with_its_own_handler_writes_through_ours() -> None:
-    from shared.vector_schema import pymilvus
+    from shared.milvus.schema import pymilvus
 
     pymilvus()  # importing pymilvus installs a text handler on its loggers
     logger = logging.getLogger("pymilvus")

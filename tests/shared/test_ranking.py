@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.contract import Finder
-from shared.ranking import RRF_K, fuse
-from shared.vectors import VectorHit
+from shared.milvus.gateway import VectorHit
+from shared.milvus.ranking import RRF_K, fuse
 
 
 def hits(finder: Finder, *ids: str) -> list[VectorHit]:

@@ -1,4 +1,4 @@
-"""The one thread a process's torch work runs on (see shared/torch_thread.py for why)."""
+"""The one thread a process's torch work runs on (see shared/clip/torch_thread.py for why)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.torch_thread import TorchThread
+from shared.clip.torch_thread import TorchThread
 
 
 def test_calls_from_many_threads_run_on_one() -> None:

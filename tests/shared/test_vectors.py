@@ -16,14 +16,14 @@ import pytest
 import redis
 
 from shared.errors import Conflict
-from shared.vectors import (
+from shared.milvus.gateway import (
     CollectionNotFound,
     TenantVectors,
     VectorStore,
     VectorStoreUnavailable,
     build_filter,
 )
-from shared.write_marks import WriteMarks
+from shared.milvus.write_marks import WriteMarks
 from tests.support.vectors import DIM, MODEL, records, unit_vectors
 
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
@@ -332,7 +332,7 @@ def test_concurrent_ensure_is_idempotent(store: VectorStore) -> None:
 
 def test_concurrent_ensure_from_two_processes(server: MilvusServer) -> None:
     code = (
-        "import sys; from shared.vectors import VectorStore; "
+        "import sys; from shared.milvus.gateway import VectorStore; "
         f"print(VectorStore(sys.argv[1]).ensure_collection('proc_race', {DIM}, '{MODEL}').name)"
     )
     procs = [

@@ -14,14 +14,7 @@ import redis
 
 from shared.contract import ErrorCode
 from shared.errors import CodedError, Conflict
-from shared.vector_schema import (
-    HNSW_BUILD,
-    METADATA_PROPERTY,
-    Bookkeeping,
-    keyword_text,
-    schema,
-)
-from shared.vectors import (
+from shared.milvus.gateway import (
     AssetRecord,
     CollectionNotFound,
     KeywordSearchUnavailable,
@@ -29,7 +22,14 @@ from shared.vectors import (
     VectorStore,
     VersionNotFound,
 )
-from shared.write_marks import WriteMarks
+from shared.milvus.schema import (
+    HNSW_BUILD,
+    METADATA_PROPERTY,
+    Bookkeeping,
+    keyword_text,
+    schema,
+)
+from shared.milvus.write_marks import WriteMarks
 from tests.support.vectors import DIM, MODEL, records, unit_vectors
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import redis
 from celery.bootsteps import CLOSE, RUN
 
-from shared.health import WorkerHeartbeat
+from shared.heartbeats import WorkerHeartbeat
 from workers.celery_app import consuming
 
 

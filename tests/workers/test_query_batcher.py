@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.clip_encoder import ClipEncoder
+from shared.clip.encoder import ClipEncoder
 from shared.contract import FilterValue
+from shared.milvus.gateway import AssetRecord, CollectionNotFound, VectorHit
 from shared.settings import Settings
-from shared.vectors import AssetRecord, CollectionNotFound, VectorHit
 from tests.support.clip_checkpoint import build_tiny_checkpoint
 from workers.context import WorkerContext, build_context
 from workers.query_batcher import QueryBatcher, QueryBatchers, TextCache, VectorSearches

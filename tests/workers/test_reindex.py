@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from shared.contract import JobKind, JobState, ReindexResult, SearchResult
-from shared.jobs import JobStore
-from shared.reindexing import ReindexMark, ReindexMarks
+from shared.jobs.store import JobStore
+from shared.milvus.reindexing import ReindexMark, ReindexMarks
 from shared.settings import Settings
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
 from tests.support.images import write_images

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from shared.clip.torch_thread import TORCH_THREAD
 from shared.settings import Settings
-from shared.torch_thread import TORCH_THREAD
 from workers.celery_app import limit_torch_threads
 
 

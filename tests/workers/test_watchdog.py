@@ -11,8 +11,8 @@ import pytest
 
 from shared import keys
 from shared.contract import GenerateRequest, GenerateResult, JobKind, JobState
-from shared.health import WorkerHeartbeat
-from shared.jobs import START
+from shared.heartbeats import WorkerHeartbeat
+from shared.jobs.store import START
 from shared.settings import Settings
 from shared.tasks import (
     COLLECT_BATCH,

@@ -8,7 +8,7 @@ without BM25 fails one query cleanly instead of the whole call.
 from __future__ import annotations
 
 from shared.contract import Finder
-from shared.vectors import VectorHit
+from shared.milvus.gateway import VectorHit
 
 # The k of Cormack et al.'s reciprocal-rank fusion, as Milvus' RRFRanker defaults to.
 RRF_K = 60

@@ -24,7 +24,7 @@ from shared.contract import (
     ResultLine,
     SearchResult,
 )
-from shared.jobs import JobStore
+from shared.jobs.store import JobStore
 
 
 def result_lines(jobs: JobStore, job: Job) -> Iterator[ResultLine]:

@@ -60,8 +60,7 @@ from shared.contract import (
     valid_collection_name,
 )
 from shared.errors import CodedError, Conflict, NotFound, Unavailable
-from shared.rules import check_model
-from shared.vector_schema import (
+from shared.milvus.schema import (
     METADATA_PROPERTY,
     STORED_FIELDS,
     VERSION_RE,
@@ -72,8 +71,9 @@ from shared.vector_schema import (
     schema,
     version_name,
 )
-from shared.vector_schema import pymilvus as _pymilvus
-from shared.write_marks import WriteMarks
+from shared.milvus.schema import pymilvus as _pymilvus
+from shared.milvus.write_marks import WriteMarks
+from shared.rules import check_model
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient, MilvusException
@@ -270,7 +270,7 @@ class VectorStore:
     consistent and searches unflushed rows by brute force, so writes are flushed at once; a
     server makes flushes expensive (seconds, each sealing a segment) and searches growing
     segments well, and its reads are only boundedly consistent, so writes are never flushed
-    and each leaves a mark (shared/write_marks.py) that later reads wait for.
+    and each leaves a mark (shared/milvus/write_marks.py) that later reads wait for.
 
     Methods take a collection's name (its alias) and, where it matters, a version: reads and
     writes without one go to the version the alias names now; with one, to that version,

@@ -8,12 +8,12 @@ input resolution, context length) is read from the model, never assumed.
 Two levers for speed, both checked for exactness:
 - text: the transformer runs only up to the batch's last end-of-text token (see
   `encode_tokens`), which gives the same features as the full 77 tokens;
-- every torch call runs on the process's one torch thread (`shared/torch_thread.py`: OpenMP
+- every torch call runs on the process's one torch thread (`shared/clip/torch_thread.py`: OpenMP
   slows down as soon as a second thread runs torch), and preprocessing is numpy, so the
   threads that decode images never touch torch;
 - images, on the CPU: `backend="onnx"` runs the image tower on ONNX Runtime (fp32, or int8
   by dynamic quantisation), exported once per checkpoint and refused at load when it drifts
-  from torch fp32 (`shared/clip_onnx.py`).
+  from torch fp32 (`shared/clip/onnx_runtime.py`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ with warnings.catch_warnings():
     from clip.model import CLIP, build_model
 from torchvision.transforms import Compose, Normalize, ToTensor
 
-from shared.torch_thread import TORCH_THREAD
+from shared.clip.torch_thread import TORCH_THREAD
 
 if TYPE_CHECKING:
-    from shared.clip_onnx import Check, OnnxImageEncoder
+    from shared.clip.onnx_runtime import Check, OnnxImageEncoder
     from shared.settings import Settings
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -226,7 +226,7 @@ Transform = Callable[[Image.Image], torch.Tensor]
 def numpy_transform(transform: Compose) -> Transform:
     """CLIP's transform with its last two steps (ToTensor, Normalize) done in numpy: the same
     float32 operations in the same order, so the same values to the bit, without a torch
-    kernel in the calling thread (see `shared/torch_thread.py`)."""
+    kernel in the calling thread (see `shared/clip/torch_thread.py`)."""
     *pil_steps, to_tensor, normalize = transform.transforms
     if not isinstance(to_tensor, ToTensor) or not isinstance(normalize, Normalize):
         raise TypeError(f"unexpected CLIP transform: {transform}")
@@ -329,7 +329,7 @@ class ClipEncoder:
                     encode_tokens(model, tokens)
 
     def _load_onnx(self, model: CLIP, transform: Transform) -> OnnxImageEncoder:
-        from shared.clip_onnx import OnnxImageEncoder, parity
+        from shared.clip.onnx_runtime import OnnxImageEncoder, parity
 
         precision = "int8" if self._want_precision == "int8" else "fp32"
         onnx = OnnxImageEncoder.build(
@@ -352,7 +352,7 @@ class ClipEncoder:
     def check_onnx(self, images: list[Image.Image] | None = None) -> list[Check]:
         """The onnx image tower (fp32 and int8) beside this encoder's torch fp32 one: parity
         and speed on `images` (`assetrag check-model`)."""
-        from shared.clip_onnx import check_model
+        from shared.clip.onnx_runtime import check_model
 
         model = self._ready()
         if self.device != "cpu" or self.precision != "fp32" or self.backend != "torch":

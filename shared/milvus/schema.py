@@ -1,6 +1,6 @@
 """What a collection stores: its fields, the bookkeeping it carries, and the row of an asset.
 
-Kept apart from the gateway (shared/vectors.py) so the shape is read in one place. Every
+Kept apart from the gateway (shared/milvus/gateway.py) so the shape is read in one place. Every
 version of a collection is made from `schema()`; whether it has the keyword fields is fixed
 when it is made (Milvus Lite cannot add a field later), and recorded in its bookkeeping.
 """

@@ -8,7 +8,7 @@ Measured on a 2-core Zen 4 (bf16, one short text): 7.7 ms a query while a single
 runs torch, 14.6 ms once a second thread has run torch as well. Celery's thread pool, the
 query batchers' threads and the embed worker's decode pool would each make a team; routing
 the encoder through one thread keeps a single team, and the preprocessing those threads do
-is torch-free (`shared/clip_encoder.py`).
+is torch-free (`shared/clip/encoder.py`).
 
 Process-wide by nature (OpenMP's threads are the process's), hence one instance per
 process, rebuilt in a forked child.

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from shared import keys
 from shared.contract import ACTIVE_STATES, JobState
-from shared.jobs import JobStore
+from shared.jobs.store import JobStore
 
 GRACE_S = 600
 

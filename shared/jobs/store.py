@@ -2,7 +2,7 @@
 
 A job is one Redis hash (`keys.job`); per-item errors, counted batch ids, stored asset ids and
 its outstanding work sit beside it. Every change is one atomic step (a transaction or a Lua
-script in shared/job_scripts.py), so:
+script in shared/jobs/scripts.py), so:
 
 - a job and the task that starts it are written together; planned batches and their tasks too;
 - a worker starts a piece of work only while it is still wanted (`start_work`), and a batch is
@@ -28,7 +28,7 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel
 
-from shared import job_scripts, keys
+from shared import keys
 from shared.contract import (
     Cluster,
     ErrorInfo,
@@ -42,6 +42,7 @@ from shared.contract import (
     valid_token,
 )
 from shared.errors import CodedError
+from shared.jobs import scripts as job_scripts
 from shared.metrics import JOBS_FINISHED
 from shared.tasks import QueuedTask
 

@@ -1,6 +1,6 @@
 """CLIP's image tower on ONNX Runtime, for CPUs: fp32, or int8 by dynamic quantisation.
 
-Only `shared/clip_encoder.py` uses this module (the API never imports it, nor onnxruntime).
+Only `shared/clip/encoder.py` uses this module (the API never imports it, nor onnxruntime).
 A model is exported once, then kept under the cache folder by its checkpoint's hash, so
 every worker (and every restart) after the first loads the file. One process at a time
 builds a folder's files (a lock file), and each is written to a temporary name and renamed,

@@ -1,4 +1,4 @@
-"""The Lua scripts that change a job record atomically in Redis (used by shared/jobs.py).
+"""The Lua scripts that change a job record atomically in Redis (used by shared/jobs/store.py).
 
 A job's outstanding work lives in a hash beside it (`keys.job_work`): work id → a JSON entry
 with the task message that carries it, how often it was sent, and which worker started it.
