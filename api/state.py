@@ -8,7 +8,6 @@ import redis.asyncio
 
 from api.events import JobEvents
 from shared.heartbeats import WorkerHeartbeat
-from shared.jobs.store import JobStore
 from shared.ratelimit import RateLimiter
 from shared.services import Services
 from shared.settings import Settings
@@ -26,8 +25,6 @@ class AppState(Services):
         """Opened inside the lifespan: the asyncio client binds to the server's event loop."""
         parts = Services.connect(settings)
         aredis = redis.asyncio.Redis.from_url(settings.redis_url)
-        # Submits write their job on the event loop, without a thread hop.
-        parts["jobs"] = JobStore(parts["redis"], settings.job_ttl_s, aredis)
         return cls(
             **parts,
             aredis=aredis,

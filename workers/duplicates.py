@@ -19,7 +19,7 @@ import numpy as np
 from shared import keys
 from shared.contract import CLUSTERS_SHOWN, Cluster, DuplicatesRequest, DuplicatesResult
 from shared.errors import CodedError
-from shared.jobs.store import START, THEN
+from shared.jobs.records import START, THEN
 from shared.milvus.gateway import TenantVectors
 from shared.tasks import CLUSTER_DUPLICATES, DUPLICATES_BATCH, PLAN_DUPLICATES
 from workers.celery_app import app

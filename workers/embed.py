@@ -20,7 +20,7 @@ from shared.contract import (
     ItemError,
 )
 from shared.errors import CodedError, InputRejected
-from shared.jobs.store import START
+from shared.jobs.records import START
 from shared.metrics import observe_batch
 from shared.rules import check_item_count
 from shared.sources import expand_directory, fetch_url, read_library_file

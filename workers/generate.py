@@ -31,7 +31,7 @@ from shared.contract import (
 from shared.errors import CodedError, NotFound
 from shared.gemini import GenerationError, GenerationOutput, ImageBytes
 from shared.images import downscale, sniff_image
-from shared.jobs.store import START, THEN
+from shared.jobs.records import START, THEN
 from shared.milvus.gateway import TenantVectors
 from shared.tasks import FINISH_GENERATE, GENERATE_ITEMS, RUN_GENERATE
 from workers.assets import decode_asset, store_assets
@@ -333,7 +333,7 @@ def finish_generate(ctx: WorkerContext, job_id: str) -> None:
         return
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
     items = [GeneratedItem.model_validate(raw) for _, raw in sorted(ctx.jobs.items(job_id).items())]
-    batch = ctx.jobs.batch_info(job_id) if request.mode == "batch" else {}
+    batch = ctx.jobs.ledger.info(job_id) if request.mode == "batch" else {}
     result = GenerateResult(
         images=[image for item in items for image in item.images],
         text="",

@@ -75,7 +75,7 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
         failed = len(generations)
         ctx.jobs.complete(job_id, result, Progress(total=failed, failed=failed), errors)
         return None
-    sent = ctx.jobs.batch_info(job_id)
+    sent = ctx.jobs.ledger.info(job_id)
     if sent.get("name"):
         # this task was delivered again after sending: the batch exists, send nothing twice
         name, as_file = sent["name"], sent.get("input") == "file"
@@ -85,7 +85,7 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
         except GenerationError as exc:
             ctx.jobs.fail(job_id, exc.code, str(exc))
             return None
-        ctx.jobs.set_batch_info(job_id, name=name, input="file" if as_file else "inline")
+        ctx.jobs.ledger.set_info(job_id, name=name, input="file" if as_file else "inline")
     log.info(
         "job %s: %d request(s) sent to Gemini as batch %s (%s)",
         job_id,
@@ -104,7 +104,7 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
     collect = ctx.queue.message(COLLECT_BATCH, job_id)
     then = ctx.queue.message(FINISH_GENERATE, job_id)
     result.batch = name
-    if not ctx.jobs.await_upstream(
+    if not ctx.jobs.ledger.await_upstream(
         job_id, UPSTREAM, collect, len(generations), result, then, batch
     ):
         # the job was cancelled while the batch was sent (and has ended: nothing to record)
@@ -115,15 +115,15 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
 def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
     """One round over the waiting batches; returns (job id, upstream state) for each asked."""
     seen: list[tuple[str, str]] = []
-    for job_id in ctx.jobs.waiting_batches():
+    for job_id in ctx.jobs.ledger.waiting():
         state = ctx.jobs.state(job_id)
         if state is None or state in TERMINAL_STATES:
-            ctx.jobs.forget_batch(job_id)
+            ctx.jobs.ledger.forget(job_id)
             continue
-        info = ctx.jobs.batch_info(job_id)
+        info = ctx.jobs.ledger.info(job_id)
         name = info.get("name")
         if not name:
-            ctx.jobs.forget_batch(job_id)
+            ctx.jobs.ledger.forget(job_id)
             continue
         if state == JobState.cancelling and not info.get("cancel_sent"):
             cancel_upstream(ctx, job_id, name)
@@ -137,16 +137,16 @@ def poll_batches(ctx: WorkerContext) -> list[tuple[str, str]]:
             show_state(ctx, job_id, upstream)
         if upstream in BATCH_DONE_STATES:
             # sent before forgetting: a crash in between leaves the batch to the next round
-            ctx.jobs.resend_work(job_id, UPSTREAM, ctx.queue.message(COLLECT_BATCH, job_id))
-            ctx.jobs.forget_batch(job_id)
+            ctx.jobs.audit.resend(job_id, UPSTREAM, ctx.queue.message(COLLECT_BATCH, job_id))
+            ctx.jobs.ledger.forget(job_id)
         else:
-            ctx.jobs.touch(job_id)  # alive: the watchdog leaves it alone
+            ctx.jobs.audit.touch(job_id)  # alive: the watchdog leaves it alone
     return seen
 
 
 def show_state(ctx: WorkerContext, job_id: str, upstream: str) -> None:
     """Keeps the batch's state beside the job, and in its result for clients to see."""
-    ctx.jobs.set_batch_info(job_id, state=upstream)
+    ctx.jobs.ledger.set_info(job_id, state=upstream)
     job = ctx.jobs.get(job_id)
     if job is not None and not job.finished and isinstance(job.result, GenerateResult):
         ctx.jobs.set_result(job_id, job.result.model_copy(update={"batch_state": upstream}))
@@ -161,7 +161,7 @@ def cancel_upstream(ctx: WorkerContext, job_id: str, name: str, record: bool = T
     except GenerationError as exc:
         log.warning("job %s: Gemini did not cancel batch %s: %s", job_id, name, exc)
     if record:
-        ctx.jobs.set_batch_info(job_id, cancel_sent="1")
+        ctx.jobs.ledger.set_info(job_id, cancel_sent="1")
 
 
 def collect_batch(ctx: WorkerContext, job_id: str) -> int:
@@ -170,7 +170,7 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
         return 0
     request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
     scope = ctx.scoped(tenant)
-    info = ctx.jobs.batch_info(job_id)
+    info = ctx.jobs.ledger.info(job_id)
     references = {int(k): v for k, v in json.loads(info.get("references", "{}")).items()}
     outcomes = [
         ItemOutcome(e.index, errors=[e])
@@ -179,11 +179,11 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
     try:
         state, answers = ctx.batches().results(info["name"], json.loads(info.get("keys", "[]")))
     except GenerationError as exc:
-        entry = ctx.jobs.work(job_id).get(UPSTREAM)
+        entry = ctx.jobs.audit.work(job_id).get(UPSTREAM)
         if entry is not None and entry.attempts < ctx.settings.work_attempts:
             # a paid batch's answers are worth another try: back to the poller
             log.warning("job %s: could not read batch %s (%s); later", job_id, info["name"], exc)
-            ctx.jobs.wait_upstream_again(job_id, UPSTREAM, info["name"])
+            ctx.jobs.ledger.wait_again(job_id, UPSTREAM, info["name"])
             return 0
         state, answers = f"unreadable ({exc})", {}
     cancelling = ctx.jobs.state(job_id) == JobState.cancelling

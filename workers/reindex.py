@@ -20,7 +20,7 @@ import torch
 from shared.blobs import BlobNotFound
 from shared.contract import ErrorCode, ItemError, ReindexJob, ReindexResult
 from shared.errors import CodedError, Conflict, InputRejected
-from shared.jobs.store import START, THEN
+from shared.jobs.records import START, THEN
 from shared.milvus.gateway import AssetRecord, TenantVectors
 from shared.milvus.reindexing import ReindexMark
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX

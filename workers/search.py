@@ -16,7 +16,7 @@ from shared.contract import (
     SearchResult,
 )
 from shared.errors import CodedError, InputRejected, NotFound
-from shared.jobs.store import START
+from shared.jobs.records import START
 from shared.milvus.gateway import (
     FUSION_DEPTH,
     CollectionNotFound,

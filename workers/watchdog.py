@@ -29,7 +29,7 @@ from shared import keys
 from shared.contract import ErrorCode
 from shared.errors import CodedError
 from shared.heartbeats import HEARTBEAT_PERIOD_S
-from shared.jobs.store import START, UPSTREAM_RUNNER, WorkEntry
+from shared.jobs.records import START, UPSTREAM_RUNNER, WorkEntry
 from shared.tasks import EMBED_BATCH, GENERATE_ITEMS, QUEUES, QueuedTask, TaskQueue, decode
 from workers.context import WorkerContext
 from workers.embed import fail_items
@@ -97,20 +97,20 @@ def held_by_live_workers(client: redis.Redis) -> set[str]:
 
 def audit_quiet_jobs(ctx: WorkerContext, done: Round) -> None:
     settings = ctx.settings
-    for job_id in ctx.jobs.quiet_jobs(time.time() - settings.work_quiet_s):
-        work = ctx.jobs.work(job_id)
+    for job_id in ctx.jobs.audit.quiet_jobs(time.time() - settings.work_quiet_s):
+        work = ctx.jobs.audit.work(job_id)
         if ctx.jobs.state(job_id) is None:
-            ctx.jobs.forget(job_id)  # the record expired
+            ctx.jobs.audit.forget(job_id)  # the record expired
             continue
         if not work:
             message = "the job has no outstanding work left and did not end"
             ctx.jobs.fail(job_id, ErrorCode.work_lost, message)
             done.abandoned.append((job_id, START, ErrorCode.work_lost))
             continue
-        present = ctx.jobs.find_tasks([entry.task_id for entry in work.values()], QUEUES)
+        present = ctx.jobs.audit.find_tasks([entry.task_id for entry in work.values()], QUEUES)
         for work_id, entry in work.items():
             check_work(ctx, job_id, work_id, entry, entry.task_id in present, done)
-        ctx.jobs.touch(job_id)
+        ctx.jobs.audit.touch(job_id)
 
 
 def check_work(
@@ -130,7 +130,7 @@ def check_work(
         message = f"the task carrying this work was lost {entry.attempts + 1} times"
         abandon(ctx, job_id, work_id, entry, CodedError(ErrorCode.work_lost, message))
         done.abandoned.append((job_id, work_id, ErrorCode.work_lost))
-    elif ctx.jobs.resend_work(job_id, work_id, renew(ctx.queue, entry)) >= 0:
+    elif ctx.jobs.audit.resend(job_id, work_id, renew(ctx.queue, entry)) >= 0:
         done.resent.append((job_id, work_id))
 
 

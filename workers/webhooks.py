@@ -36,19 +36,19 @@ def backoff_s(attempt: int) -> float:
 def deliver_due(ctx: WorkerContext, now: float | None = None) -> list[tuple[str, bool]]:
     """One attempt for each webhook that is due (and this worker claims)."""
     done = []
-    for job_id in ctx.jobs.due_webhooks(time.time() if now is None else now):
-        if ctx.jobs.claim_webhook(job_id):
+    for job_id in ctx.jobs.outbox.due(time.time() if now is None else now):
+        if ctx.jobs.outbox.claim(job_id):
             done.append((job_id, deliver(ctx, job_id)))
     return done
 
 
 def deliver(ctx: WorkerContext, job_id: str) -> bool:
     settings = ctx.settings
-    url = ctx.jobs.webhook_target(job_id)
+    url = ctx.jobs.outbox.target(job_id)
     job = ctx.jobs.get(job_id)
     if url is None or job is None or not settings.webhook_secret:
         return False
-    attempt = ctx.jobs.webhook_attempt(job_id)
+    attempt = ctx.jobs.outbox.attempt(job_id)
     body = webhooks.payload(job)
     try:
         check_webhook_url(url, settings.webhook_allow_hosts)
@@ -65,7 +65,7 @@ def deliver(ctx: WorkerContext, job_id: str) -> bool:
     ended = job.finished_at or time.time()
     if time.time() - ended < settings.webhook_retry_s:
         delay = backoff_s(attempt)
-        ctx.jobs.retry_webhook(job_id, time.time() + delay)
+        ctx.jobs.outbox.retry(job_id, time.time() + delay)
         log.warning(
             "webhook for job %s: attempt %d to %s failed (%s); next in %.1fs",
             job_id,

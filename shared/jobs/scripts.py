@@ -9,6 +9,12 @@ the index, the work hash and the events stay consistent, and a terminal record n
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from shared import keys
+
 # Shared by the scripts below. KEYS[1] job hash, KEYS[2] work hash, KEYS[3] active index,
 # KEYS[4] events channel; ARGV[1] job id, ARGV[2] now.
 _PRELUDE = """
@@ -202,3 +208,10 @@ redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
 return false
 """
+
+
+def run(script: Any, job_id: str, *args: Any, extra_keys: Iterable[str] = ()) -> Any:
+    """Runs a registered job script the way _PRELUDE reads it: KEYS job, work, active index,
+    events (+ extra); ARGV job id, now (+ args)."""
+    names = [keys.job(job_id), keys.job_work(job_id), keys.ACTIVE_JOBS, keys.events(job_id)]
+    return script(keys=[*names, *extra_keys], args=[job_id, time.time(), *args])

@@ -20,7 +20,8 @@ from shared.contract import (
     valid_token,
 )
 from shared.errors import CodedError
-from shared.jobs.store import START, THEN, JobStore
+from shared.jobs.records import START, THEN
+from shared.jobs.store import JobStore
 from shared.tasks import QueuedTask
 
 
@@ -69,7 +70,7 @@ def test_job_completes_only_when_the_last_batch_reports(redis_client: redis.Redi
     assert done.result == EmbedResult(collection="c", asset_ids=["a", "b", "c", None, "d", "e"])
     assert done.finished_at is not None and done.started_at is not None
     assert redis_client.ttl(keys.job(job.id)) > 0, "finished jobs expire"
-    assert not jobs.work(job.id) and job.id not in jobs.quiet_jobs(time.time() + 1)
+    assert not jobs.audit.work(job.id) and job.id not in jobs.audit.quiet_jobs(time.time() + 1)
 
 
 def test_a_last_step_is_sent_after_the_last_batch_and_ends_the_job(
@@ -85,13 +86,13 @@ def test_a_last_step_is_sent_after_the_last_batch_and_ends_the_job(
     assert not jobs.complete_batch(job.id, "b0", 2, [], {})
     assert not jobs.complete_batch(job.id, "b1", 2, [], {}), "the last step is still to run"
     assert redis_client.lrange("last-queue", 0, -1) == [b"swap"]
-    assert set(jobs.work(job.id)) == {THEN}
+    assert set(jobs.audit.work(job.id)) == {THEN}
     assert jobs.get(job.id).state == JobState.running  # type: ignore[union-attr]
     assert jobs.start_work(job.id, THEN, "w2")
     assert jobs.complete(job.id, EmbedResult(collection="done"))
     done = jobs.get(job.id)
     assert done is not None and done.state == JobState.completed
-    assert done.progress.succeeded == 4 and not jobs.work(job.id)
+    assert done.progress.succeeded == 4 and not jobs.audit.work(job.id)
 
 
 def test_a_last_step_with_no_batches_is_sent_at_once(redis_client: redis.Redis) -> None:
@@ -101,7 +102,7 @@ def test_a_last_step_with_no_batches_is_sent_at_once(redis_client: redis.Redis) 
     last = QueuedTask("last-queue-2", "cluster", "t-c")
     assert jobs.plan(job.id, 0, [], EmbedResult(collection="c"), then=last)
     assert redis_client.lrange("last-queue-2", 0, -1) == [b"cluster"]
-    assert set(jobs.work(job.id)) == {THEN}
+    assert set(jobs.audit.work(job.id)) == {THEN}
 
 
 def test_cancel_lets_started_work_finish_then_ends_with_its_counts(
@@ -111,7 +112,7 @@ def test_cancel_lets_started_work_finish_then_ends_with_its_counts(
     job = planned(jobs)
     assert jobs.start_work(job.id, "b0", "w1")
     assert jobs.cancel(job.id) == JobState.cancelling
-    assert set(jobs.work(job.id)) == {"b0"}, "work not started is dropped at once"
+    assert set(jobs.audit.work(job.id)) == {"b0"}, "work not started is dropped at once"
     assert not jobs.start_work(job.id, "b1", "w2"), "a dropped batch delivered later is dropped"
     assert jobs.get(job.id).state == JobState.cancelling  # type: ignore[union-attr]
     assert jobs.complete_batch(job.id, "b0", 2, [], {0: "a", 1: "b"}), "the last started work"
@@ -158,13 +159,13 @@ def test_lost_work_can_be_sent_again_while_it_is_outstanding(redis_client: redis
     jobs = store(redis_client)
     job = planned(jobs, batches=2)
     redis_client.delete("test-queue")  # as if Redis lost the messages
-    assert jobs.quiet_jobs(time.time() + 1) == [job.id]
-    entry = jobs.work(job.id)["b1"]
+    assert jobs.audit.quiet_jobs(time.time() + 1) == [job.id]
+    entry = jobs.audit.work(job.id)["b1"]
     assert entry.attempts == 0 and entry.started_by is None
-    assert jobs.resend_work(job.id, "b1", task_for("b1-again")) == 1
+    assert jobs.audit.resend(job.id, "b1", task_for("b1-again")) == 1
     assert redis_client.lrange("test-queue", 0, -1) == [b"b1-again"]
     jobs.complete_batch(job.id, "b1", 2, [], {})
-    assert jobs.resend_work(job.id, "b1", task_for("b1-again")) == -1, "done work is not resent"
+    assert jobs.audit.resend(job.id, "b1", task_for("b1-again")) == -1, "done work is not resent"
 
 
 def test_fail_records_the_error(redis_client: redis.Redis) -> None:

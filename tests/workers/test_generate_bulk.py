@@ -170,7 +170,7 @@ def test_a_large_batch_goes_as_a_file(
     assert done["progress"]["succeeded"] == 3, done
     name = done["result"]["batch"]
     assert fake_gemini.batches[name].from_file
-    assert ctx.jobs.batch_info(created["id"])["input"] == "file"
+    assert ctx.jobs.ledger.info(created["id"])["input"] == "file"
 
 
 def test_cancelling_a_batch_job_cancels_the_gemini_batch(
@@ -178,7 +178,7 @@ def test_cancelling_a_batch_job_cancels_the_gemini_batch(
 ) -> None:
     created = submit(client, items=[{"prompt": "held [batch:hold]"}, {"prompt": "x"}], mode="batch")
     run_queued(ctx)
-    name = ctx.jobs.batch_info(created["id"])["name"]
+    name = ctx.jobs.ledger.info(created["id"])["name"]
     assert ctx.redis.sismember(keys.GEMINI_BATCHES, created["id"])
     assert client.post(f"/v1/jobs/{created['id']}/cancel").json()["state"] == "cancelling"
     follow_batch(ctx, created["id"])
@@ -377,7 +377,7 @@ def test_a_redelivered_first_task_sends_no_second_batch(
 
     created = submit(client, items=[{"prompt": "once"}, {"prompt": "only"}], mode="batch")
     run_queued(ctx)
-    name = ctx.jobs.batch_info(created["id"])["name"]
+    name = ctx.jobs.ledger.info(created["id"])["name"]
     request = GenerateRequest.model_validate(ctx.jobs.request(created["id"]))
     assert submit_batch(ctx, created["id"], request) == name  # as a redelivery would
     mine = [b for b in fake_gemini.batches.values() if b.display_name.endswith(created["id"])]

@@ -12,7 +12,7 @@ import pytest
 from shared import keys
 from shared.contract import GenerateRequest, GenerateResult, JobKind, JobState
 from shared.heartbeats import WorkerHeartbeat
-from shared.jobs.store import START
+from shared.jobs.records import START
 from shared.settings import Settings
 from shared.tasks import (
     COLLECT_BATCH,
@@ -71,7 +71,7 @@ def test_lost_batches_are_sent_again_then_fail_with_a_clear_code(
     assert sorted(w for _, w in done.resent) == ["b0", "b1"]
     again = take(ctx)
     assert sorted(args[1] for _, args in again) == ["b0", "b1"], "sent again as new messages"
-    assert all(entry.attempts == 1 for entry in ctx.jobs.work(job_id).values())
+    assert all(entry.attempts == 1 for entry in ctx.jobs.audit.work(job_id).values())
 
     audit_quiet_jobs(ctx, done := Round())  # lost again: a second send (work_attempts = 2)
     take(ctx)
@@ -88,7 +88,7 @@ def test_present_work_is_left_alone_and_overlong_work_fails(ctx: WorkerContext) 
     assert not done, "its message waits in the query queue"
     [(name, args)] = take(ctx)
     assert name == RUN_SEARCH and ctx.jobs.start_work(job_id, START, "w1")
-    held = ctx.jobs.work(job_id)[START].task_id
+    held = ctx.jobs.audit.work(job_id)[START].task_id
     ctx.redis.hset(keys.UNACKED, "tag", f'[{{"headers": {{"id": "{held}"}}}}]')
     audit_quiet_jobs(ctx, done := Round())
     assert not done, "a worker holds it"
@@ -115,7 +115,7 @@ def test_lost_generate_items_fail_and_a_gemini_batch_is_left_to_its_poller(
         audit_quiet_jobs(ctx, done := Round())
         take(ctx)
     assert [w for _, w, _ in done.abandoned] == ["g0"]
-    then = ctx.jobs.work(job_id)  # every item counted: the last step was sent
+    then = ctx.jobs.audit.work(job_id)  # every item counted: the last step was sent
     assert list(then) == ["then"]
     job = ctx.jobs.get(job_id)
     assert job is not None and job.progress.failed == 3
@@ -127,7 +127,7 @@ def test_lost_generate_items_fail_and_a_gemini_batch_is_left_to_its_poller(
     collect: QueuedTask = ctx.queue.message(COLLECT_BATCH, waiting)
     then_task = ctx.queue.message(FINISH_GENERATE, waiting)
     result = GenerateResult(images=[], text="", references=[], model="m", mode="batch")
-    assert ctx.jobs.await_upstream(
+    assert ctx.jobs.ledger.await_upstream(
         waiting, "upstream", collect, 1, result, then_task, {"name": "batches/x"}
     )
     audit_quiet_jobs(ctx, done := Round())

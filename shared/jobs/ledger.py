@@ -1,0 +1,88 @@
+"""The Gemini batch ledger: which jobs run as a Gemini batch, the batch's name and state, and
+the work that collects its answers. The job's batch is found again here after any crash, so
+it is never created twice."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from shared import keys
+from shared.contract import Result
+from shared.jobs.records import UPSTREAM_RUNNER, WorkEntry, text
+from shared.tasks import QueuedTask
+
+if TYPE_CHECKING:
+    from shared.jobs.store import JobStore
+
+
+class BatchLedger:
+    def __init__(self, client: redis.Redis, jobs: JobStore) -> None:
+        self.redis = client
+        self.jobs = jobs
+
+    def await_upstream(
+        self,
+        job_id: str,
+        work_id: str,
+        task: QueuedTask,
+        total: int,
+        result: Result,
+        then: QueuedTask,
+        batch: dict[Any, Any],
+    ) -> bool:
+        """Records that the job's work runs upstream (a Gemini batch): the job's size and first
+        result, the work entry that collects the answers (marked started, not sent: the poller
+        sends it when the batch ends), the step after it, and the batch's details; False when
+        the job was cancelled meanwhile. A redelivered first task finds it recorded: True."""
+        if self.redis.hget(keys.job(job_id), "planned"):
+            return True
+        entry = WorkEntry.of(task).model_copy(
+            update={
+                "started_by": f"{UPSTREAM_RUNNER}{batch.get('name', '')}",
+                "started_at": time.time(),
+            }
+        )
+        fields: dict[Any, Any] = {
+            "total": total,
+            "result": result.model_dump_json(),
+            "then": WorkEntry.of(then).dump(),
+        }
+
+        def record_batch(pipe: Any) -> None:
+            pipe.hset(keys.job_batch(job_id), mapping=batch)
+            pipe.sadd(keys.GEMINI_BATCHES, job_id)
+
+        return self.jobs.replace_start(job_id, fields, {work_id: entry}, [], record_batch)
+
+    def wait_again(self, job_id: str, work_id: str, name: str) -> None:
+        """Gives started upstream work back to the batch poller (its answers could not be
+        read this time); the work's attempts so far are kept."""
+        raw = self.redis.hget(keys.job_work(job_id), work_id)
+        if raw is None:
+            return
+        entry = WorkEntry.model_validate_json(raw).model_copy(
+            update={"started_by": f"{UPSTREAM_RUNNER}{name}", "started_at": time.time()}
+        )
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job_work(job_id), work_id, entry.dump())
+        pipe.sadd(keys.GEMINI_BATCHES, job_id)
+        pipe.execute()
+
+    def info(self, job_id: str) -> dict[str, str]:
+        raw = self.redis.hgetall(keys.job_batch(job_id))
+        return {text(k): text(v) for k, v in raw.items()}
+
+    def set_info(self, job_id: str, **fields: str) -> None:
+        mapping: dict[Any, Any] = fields
+        self.redis.hset(keys.job_batch(job_id), mapping=mapping)
+
+    def waiting(self) -> list[str]:
+        members = self.redis.smembers(keys.GEMINI_BATCHES)
+        return sorted(text(m) for m in members)  # type: ignore[union-attr]
+
+    def forget(self, job_id: str) -> None:
+        self.redis.srem(keys.GEMINI_BATCHES, job_id)
+
