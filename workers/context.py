@@ -141,18 +141,9 @@ class WorkerContext(Services):
     def generator(self) -> GeminiGenerator:
         with self._lock:
             if self._generator is None:
-                from shared.gemini import GeminiGenerator, RpmLimiter
+                from shared.gemini import GeminiGenerator
 
-                s = self.settings
-                self._generator = GeminiGenerator(
-                    s.gemini_api_key,
-                    s.gemini_model,
-                    s.gemini_base_url,
-                    s.gemini_timeout_s,
-                    s.gemini_max_attempts,
-                    s.gemini_retry_budget_s,
-                    RpmLimiter(self.redis, s.gemini_rpm, name=s.gemini_model),
-                )
+                self._generator = GeminiGenerator.from_settings(self.settings, self.redis)
             return self._generator
 
     def batches(self) -> GeminiBatches:
@@ -161,16 +152,7 @@ class WorkerContext(Services):
             if self._batches is None:
                 from shared.gemini import GeminiBatches
 
-                s = self.settings
-                self._batches = GeminiBatches(
-                    s.gemini_api_key,
-                    s.gemini_model,
-                    s.gemini_base_url,
-                    s.gemini_timeout_s,
-                    s.gemini_batch_inline_bytes,
-                    s.gemini_max_attempts,
-                    s.gemini_retry_budget_s,
-                )
+                self._batches = GeminiBatches.from_settings(self.settings)
             return self._batches
 
 

@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 from PIL import Image
 
-from shared.gemini import GeminiGenerator, GenerationError, RpmLimiter
+from shared.gemini import GeminiConfig, GeminiGenerator, GenerationError, RpmLimiter
 from tests.support.fake_gemini import FakeGemini, image_size_for
 
 MODEL = "gemini-3.1-flash-image"
@@ -37,7 +37,9 @@ def fake() -> Iterator[FakeGemini]:
         yield server
 
 
-def make_generator(fake: FakeGemini, **kwargs: Any) -> GeminiGenerator:
+def make_generator(
+    fake: FakeGemini, limiter: RpmLimiter | None = None, **kwargs: Any
+) -> GeminiGenerator:
     options: dict[str, Any] = {
         "base_url": fake.base_url,
         "timeout_s": 10,
@@ -47,7 +49,7 @@ def make_generator(fake: FakeGemini, **kwargs: Any) -> GeminiGenerator:
         "backoff_max_s": 0.05,
     }
     options.update(kwargs)
-    return GeminiGenerator(KEY, MODEL, **options)
+    return GeminiGenerator(GeminiConfig(KEY, MODEL, **options), limiter)
 
 
 @pytest.fixture()
@@ -209,7 +211,7 @@ def test_persistent_500_is_upstream_error_after_max_attempts(
     assert error.code == "upstream_error"
     assert error.status == 500
     assert "internal error" in error.message
-    assert len(fake.requests_for(prompt)) == generator.max_attempts == 4
+    assert len(fake.requests_for(prompt)) == generator.config.max_attempts == 4
 
 
 def test_other_4xx_is_not_retried(fake: FakeGemini, generator: GeminiGenerator):
@@ -220,7 +222,7 @@ def test_other_4xx_is_not_retried(fake: FakeGemini, generator: GeminiGenerator):
 
 
 def test_wrong_api_key_is_upstream_400(fake: FakeGemini):
-    generator = GeminiGenerator("wrong", MODEL, base_url=fake.base_url, timeout_s=5)
+    generator = GeminiGenerator(GeminiConfig("wrong", MODEL, base_url=fake.base_url, timeout_s=5))
     error = expect_error(generator, unique("hello"))
     assert error.status == 400 and "API key not valid" in error.message
 
@@ -239,7 +241,7 @@ def test_unreachable_server_is_upstream_error():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    generator = GeminiGenerator(
+    config = GeminiConfig(
         KEY,
         MODEL,
         base_url=f"http://127.0.0.1:{port}",
@@ -247,6 +249,7 @@ def test_unreachable_server_is_upstream_error():
         max_attempts=2,
         backoff_initial_s=0.01,
     )
+    generator = GeminiGenerator(config)
     error = expect_error(generator, "hello")
     assert error.code == "upstream_error" and error.status is None
 
@@ -277,11 +280,42 @@ def test_text_only_answer_is_no_image_with_the_text(generator: GeminiGenerator):
 
 
 def test_no_key_is_not_configured():
-    generator = GeminiGenerator(None, MODEL)
+    generator = GeminiGenerator(GeminiConfig(None, MODEL))
     assert not generator.configured
     error = expect_error(generator, "hello")
     assert error.code == "generator_not_configured"
-    assert not GeminiGenerator("  ", MODEL).configured
+    assert not GeminiGenerator(GeminiConfig("  ", MODEL)).configured
+
+
+def test_the_generator_and_the_batches_read_the_settings_once(redis_db: redis.Redis):
+    from shared.gemini import GeminiBatches
+    from shared.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        gemini_api_key=" k ",
+        gemini_model="m",
+        gemini_base_url="http://127.0.0.1:9",
+        gemini_timeout_s=7,
+        gemini_max_attempts=2,
+        gemini_retry_budget_s=9,
+        gemini_rpm=3,
+        gemini_batch_inline_bytes=1234,
+    )
+    config = GeminiConfig.from_settings(settings)
+    assert config == GeminiConfig(" k ", "m", "http://127.0.0.1:9", 7, 2, 9)
+    assert config.key == "k"
+    generator = GeminiGenerator.from_settings(settings, redis_db)
+    batches = GeminiBatches.from_settings(settings)
+    try:
+        assert generator.config == batches.config == config
+        assert generator.configured and batches.client is not None
+        assert generator.limiter is not None
+        assert (generator.limiter.rpm, generator.limiter.key) == (3, "assetrag:gemini:rpm:m")
+        assert batches.inline_limit_bytes == 1234
+    finally:
+        generator.close()
+        batches.close()
 
 
 def test_generation_error_pickles():
@@ -390,7 +424,8 @@ def test_fake_runs_as_a_script():
     try:
         assert proc.stdout is not None
         assert "listening" in proc.stdout.readline()
-        generator = GeminiGenerator(KEY, MODEL, base_url=f"http://127.0.0.1:{port}", timeout_s=5)
+        config = GeminiConfig(KEY, MODEL, base_url=f"http://127.0.0.1:{port}", timeout_s=5)
+        generator = GeminiGenerator(config)
         out = run(generator.generate("from another process", [(png((1, 2, 3)), "image/png")]))
         assert out.images
     finally:
@@ -419,10 +454,11 @@ def test_control_endpoint_queues_behaviours(fake: FakeGemini, generator: GeminiG
 # ── the Batch API, through the real SDK against the fake ────────────────────────────────────
 
 
-def make_batches(fake: FakeGemini, **kwargs: Any) -> Any:
+def make_batches(fake: FakeGemini, inline_limit_bytes: int | None = None, **config: Any) -> Any:
     from shared.gemini import GeminiBatches
 
-    return GeminiBatches("test-key", "gemini-3.1-flash-image", fake.base_url, **kwargs)
+    limit = {} if inline_limit_bytes is None else {"inline_limit_bytes": inline_limit_bytes}
+    return GeminiBatches(GeminiConfig(KEY, MODEL, fake.base_url, **config), **limit)
 
 
 def wait_state(batches: Any, name: str, wanted: str, timeout_s: float = 10) -> list[str]:
@@ -487,7 +523,7 @@ def test_batch_calls_without_a_key_or_to_an_unknown_batch_fail_clearly(fake: Fak
     from shared.gemini import GeminiBatches
 
     with pytest.raises(GenerationError) as unconfigured:
-        GeminiBatches(None, "m").state("batches/x")
+        GeminiBatches(GeminiConfig(None, "m")).state("batches/x")
     assert unconfigured.value.code == "generator_not_configured"
     with pytest.raises(GenerationError) as missing:
         make_batches(fake, max_attempts=1).state("batches/nope")

@@ -51,9 +51,9 @@ def test_port_zero_serves_nothing_and_a_busy_port_is_logged_not_fatal(
 
 
 def test_gemini_calls_are_timed_and_retries_counted(fake_gemini: Any) -> None:
-    from shared.gemini import GeminiGenerator
+    from shared.gemini import GeminiConfig, GeminiGenerator
 
-    generator = GeminiGenerator(
+    config = GeminiConfig(
         "test-key",
         "gemini-3.1-flash-image",
         base_url=fake_gemini.base_url,
@@ -63,6 +63,7 @@ def test_gemini_calls_are_timed_and_retries_counted(fake_gemini: Any) -> None:
         backoff_initial_s=0.01,
         backoff_max_s=0.05,
     )
+    generator = GeminiGenerator(config)
     port = free_port()
     serve_metrics("127.0.0.1", port)
     before = scrape(port)
