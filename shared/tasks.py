@@ -24,6 +24,8 @@ RUN_SEARCH = "assetrag.search.run"
 RUN_GENERATE = "assetrag.generate.run"
 GENERATE_ITEMS = "assetrag.generate.items"
 COLLECT_BATCH = "assetrag.generate.collect"
+RESOLVE_REFERENCES = "assetrag.generate.resolve"
+SAVE_GENERATED = "assetrag.generate.save"
 FINISH_GENERATE = "assetrag.generate.finish"
 PLAN_DUPLICATES = "assetrag.duplicates.plan"
 DUPLICATES_BATCH = "assetrag.duplicates.batch"
@@ -38,8 +40,12 @@ ROUTES = {
     RUN_SEARCH: "query",
     RUN_GENERATE: "generate",
     GENERATE_ITEMS: "generate",
-    # reads a finished Gemini batch and stores its images (with the model, when saving)
+    # reads a finished Gemini batch and keeps its images (saving them is SAVE_GENERATED's)
     COLLECT_BATCH: "generate",
+    # a generation's reference searches: text encoding, where the model runs
+    RESOLVE_REFERENCES: "query",
+    # generated images saved into a collection: encoded where the image model runs
+    SAVE_GENERATED: "embed",
     # assembles a bulk generate job's result from Redis
     FINISH_GENERATE: "default",
     # Milvus work only, no model: on the workers that plan and sweep.

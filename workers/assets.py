@@ -10,16 +10,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from shared.blobs import asset_key
-from shared.clip.encoder import ClipEncoder
 from shared.images import ImageInfo, sniff_and_decode
-from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.records import AssetRecord
 from shared.milvus.reindexing import ReindexMark
+from shared.milvus.tenants import TenantVectors
 from workers.context import Target, WorkerContext
+
+if TYPE_CHECKING:  # the model is loaded where it runs, not where this module is imported
+    import torch
+
+    from shared.clip.encoder import ClipEncoder
 
 
 @dataclass

@@ -1,15 +1,14 @@
-"""The Celery app the worker command loads, and what every worker does beside its tasks:
-load its model before it counts as ready, beat (with the task messages it holds), and on
-the default queue run the blob sweep and the watchdog."""
+"""The Celery app the worker command loads, and a worker's start-up and life: load its model
+before it counts as ready (embed and query workers only: a generate worker runs none), beat
+(with the task messages it holds), and on the default queue start the background duties
+(workers/background.py). The tasks themselves are registered by workers/tasks.py."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,39 +16,33 @@ from celery import Celery, signals
 from celery.bootsteps import RUN
 from celery.worker import state as worker_state
 
-from shared import keys
 from shared.heartbeats import HEARTBEAT_PERIOD_S, WorkerHeartbeat
 from shared.logs import BATCH_ID, JOB_ID, configure_logging
 from shared.metrics import MODEL_LOAD, TASK_TIME, TASKS, serve_metrics
 from shared.settings import Settings, get_settings
 from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, REINDEX_BATCH, make_celery
+from workers.background import Duties
+from workers.context import worker_context
 
 log = logging.getLogger("assetrag.worker")
-MODEL_QUEUES = frozenset({"embed", "query", "generate"})
+# Queues whose tasks run CLIP. A generate worker waits on Gemini and loads no model: reference
+# queries are searched on a query worker first, saved images encoded on an embed worker.
+MODEL_QUEUES = frozenset({"embed", "query"})
 # A worker whose consumer stays down this long while Redis answers exits, so that its
 # supervisor (`assetrag up`, compose's restart policy) starts a fresh one.
 STUCK_EXIT_S = 120.0
 # Tasks whose second argument is a batch id (every task's first is its job id).
 BATCH_TASKS = frozenset({EMBED_BATCH, DUPLICATES_BATCH, REINDEX_BATCH})
-# How often a default-queue worker looks for webhooks that are due.
-WEBHOOK_PERIOD_S = 0.5
 
 
 def create_app() -> Celery:
     app = make_celery(get_settings())
-    app.conf.imports = (
-        "workers.embed",
-        "workers.search",
-        "workers.generate",
-        "workers.generate_batch",
-        "workers.duplicates",
-        "workers.reindex",
-    )
+    app.conf.imports = ("workers.tasks",)
     return app
 
 
 app = create_app()
-_stop = threading.Event()
+_duties: list[Duties] = []
 
 
 def consuming(consumer: Any) -> bool:
@@ -79,8 +72,6 @@ def held_tags() -> set[str]:
 def _on_ready(sender: Any = None, **_: Any) -> None:
     """Loads the model first (a worker is ready only once it can serve), then announces
     itself for /readyz and starts the background duties of its queues."""
-    from workers.context import worker_context
-
     queues = sorted(sender.app.amqp.queues.consume_from.keys())
     ctx = worker_context()
     serve_metrics(ctx.settings.metrics_host, ctx.settings.metrics_port)
@@ -90,12 +81,11 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         _load_model_or_exit(ctx)
     heartbeat = WorkerHeartbeat(ctx.redis)
     heartbeat.beat(sender.hostname, queues, held_tags())
-    _background("heartbeat", HEARTBEAT_PERIOD_S, _beater(sender, heartbeat, queues))
+    duties = Duties(app, ctx)
+    _duties.append(duties)
+    duties.every("heartbeat", HEARTBEAT_PERIOD_S, _beater(sender, heartbeat, queues))
     if "default" in queues:
-        _background("blob-sweep", ctx.settings.blob_sweep_s, _sweep_blobs)
-        _background("watchdog", ctx.settings.watchdog_period_s, _watchdog_round)
-        _background("gemini-batches", ctx.settings.gemini_batch_poll_s, _poll_batches)
-        _background("webhooks", WEBHOOK_PERIOD_S, _deliver_webhooks)
+        duties.start_default()
 
 
 def limit_torch_threads(settings: Settings, queues: list[str]) -> int | None:
@@ -174,8 +164,6 @@ def _note_held(request: Any = None, **_: Any) -> None:
     tag = (getattr(request, "delivery_info", None) or {}).get("delivery_tag")
     if tag is None:
         return
-    from workers.context import worker_context
-
     try:
         WorkerHeartbeat(worker_context().redis).hold(request.hostname, str(tag))
     except redis.RedisError:
@@ -200,74 +188,7 @@ def _beater(consumer: Any, heartbeat: WorkerHeartbeat, queues: list[str]) -> Cal
     return beat
 
 
-def _sweep_blobs() -> None:
-    """Deletes blobs whose record expired."""
-    from workers.context import worker_context
-
-    while worker_context().expiry.sweep():
-        pass
-
-
-def _watchdog_round() -> None:
-    from workers.context import worker_context
-    from workers.watchdog import run_round
-
-    ctx = worker_context()
-    lock = ctx.redis.lock(keys.WATCHDOG_LOCK, timeout=ctx.settings.watchdog_period_s * 6)
-    if not lock.acquire(blocking=False):
-        return  # another worker's watchdog runs this round
-    try:
-        with _broker_restorer() as restore:
-            run_round(ctx, restore)
-    finally:
-        lock.release()
-
-
-def _poll_batches() -> None:
-    """Asks Gemini about the fleet's waiting batches; one worker at a time."""
-    from workers.context import worker_context
-    from workers.generate_batch import poll_batches
-
-    ctx = worker_context()
-    lock = ctx.redis.lock(keys.BATCH_POLL_LOCK, timeout=ctx.settings.gemini_batch_poll_s * 6)
-    if not lock.acquire(blocking=False):
-        return
-    try:
-        poll_batches(ctx)
-    finally:
-        lock.release()
-
-
-def _deliver_webhooks() -> None:
-    """Sends the webhooks that are due; every default worker takes part (each claims its
-    own), so one slow receiver does not hold up the rest of the fleet's."""
-    from workers.context import worker_context
-    from workers.webhooks import deliver_due
-
-    deliver_due(worker_context())
-
-
-@contextmanager
-def _broker_restorer() -> Iterator[Callable[[str], None]]:
-    with app.connection_for_write() as connection:
-        channel = connection.default_channel
-        # kombu's own restore: the message goes back to its queue and out of `unacked`.
-        yield lambda tag: channel.qos.restore_by_tag(tag)
-
-
-def _background(name: str, period_s: float, duty: Callable[[], None]) -> None:
-    """Runs a duty every period until the worker shuts down; a failure is logged, not fatal."""
-
-    def loop() -> None:
-        while not _stop.wait(period_s):
-            try:
-                duty()
-            except Exception:
-                log.exception("%s failed; trying again in %.0fs", name, period_s)
-
-    threading.Thread(target=loop, name=f"assetrag-{name}", daemon=True).start()
-
-
 @signals.worker_shutdown.connect
 def _stop_background(sender: Any = None, **_: Any) -> None:
-    _stop.set()
+    for duties in _duties:
+        duties.stop()

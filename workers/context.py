@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from celery import Task
-
-from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.records import AssetRecord
+from shared.milvus.tenants import TenantVectors
 from shared.services import Services
 from shared.settings import Settings, get_settings
 from workers.encoders import EncoderCache
@@ -166,13 +165,3 @@ def build_context(settings: Settings) -> WorkerContext:
 @cache
 def worker_context() -> WorkerContext:
     return build_context(get_settings())
-
-
-class ContextTask(Task):
-    """Base task: the process's context is created lazily, once, and shared by all tasks."""
-
-    abstract = True
-
-    @property
-    def ctx(self) -> WorkerContext:
-        return worker_context()

@@ -20,10 +20,9 @@ from shared import keys
 from shared.contract import CLUSTERS_SHOWN, Cluster, DuplicatesRequest, DuplicatesResult
 from shared.errors import CodedError
 from shared.jobs.records import START, THEN
-from shared.milvus.gateway import TenantVectors
-from shared.tasks import CLUSTER_DUPLICATES, DUPLICATES_BATCH, PLAN_DUPLICATES
-from workers.celery_app import app
-from workers.context import ContextTask, WorkerContext
+from shared.milvus.tenants import TenantVectors
+from shared.tasks import CLUSTER_DUPLICATES, DUPLICATES_BATCH
+from workers.context import WorkerContext
 
 log = logging.getLogger("assetrag.duplicates")
 # Clusters up to this size get their lowest similarity over every pair of members (a
@@ -159,23 +158,3 @@ def summary(request: DuplicatesRequest, scanned: int, clusters: list[Cluster]) -
         duplicate_count=sum(len(c.asset_ids) for c in clusters),
         clusters=clusters[:CLUSTERS_SHOWN],
     )
-
-
-@app.task(name=PLAN_DUPLICATES, base=ContextTask, bind=True, acks_late=True)
-def plan_duplicates_task(self: ContextTask, job_id: str) -> None:
-    with self.ctx.failing_job(job_id):
-        plan_duplicates(self.ctx, job_id)
-
-
-@app.task(name=DUPLICATES_BATCH, base=ContextTask, bind=True, acks_late=True)
-def duplicates_batch_task(
-    self: ContextTask, job_id: str, batch_id: str, version: int, asset_ids: list[str]
-) -> None:
-    with self.ctx.failing_job(job_id):
-        duplicates_batch(self.ctx, job_id, batch_id, version, asset_ids)
-
-
-@app.task(name=CLUSTER_DUPLICATES, base=ContextTask, bind=True, acks_late=True)
-def cluster_duplicates_task(self: ContextTask, job_id: str, version: int) -> None:
-    with self.ctx.failing_job(job_id):
-        cluster_duplicates(self.ctx, job_id, version)

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.blobs import asset_key
 from shared.contract import (
     EmbedItem,
     EmbedRequest,
     EmbedResult,
+    GenerateRequest,
     ItemError,
 )
 from shared.errors import CodedError, InputRejected
@@ -24,10 +26,10 @@ from shared.jobs.records import START
 from shared.metrics import observe_batch
 from shared.rules import check_item_count
 from shared.sources import expand_directory, fetch_url, read_library_file
-from shared.tasks import EMBED_BATCH, PLAN_EMBED
+from shared.tasks import EMBED_BATCH
 from workers.assets import NewAsset, decode_asset, store_assets, timed
-from workers.celery_app import app
-from workers.context import ContextTask, WorkerContext
+from workers.context import WorkerContext
+from workers.generation import Completion, SaveAsset, complete
 from workers.retries import with_retries
 
 log = logging.getLogger("assetrag.embed")
@@ -167,12 +169,6 @@ def fail_items(
     ctx.jobs.complete_batch(job_id, batch_id, 0, errors, {})
 
 
-@app.task(name=PLAN_EMBED, base=ContextTask, bind=True, acks_late=True)
-def plan_embed_task(self: ContextTask, job_id: str) -> None:
-    with self.ctx.failing_job(job_id):
-        plan_embed(self.ctx, job_id)
-
-
 def embed_batch_with_retries(
     ctx: WorkerContext, job_id: str, batch_id: str, items: list[dict[str, Any]]
 ) -> None:
@@ -185,8 +181,34 @@ def embed_batch_with_retries(
     )
 
 
-@app.task(name=EMBED_BATCH, base=ContextTask, bind=True, acks_late=True)
-def embed_batch_task(
-    self: ContextTask, job_id: str, batch_id: str, items: list[dict[str, Any]]
+def save_generated(
+    ctx: WorkerContext,
+    job_id: str,
+    work_id: str,
+    saves: list[dict[str, Any]],
+    completion: dict[str, Any],
 ) -> None:
-    embed_batch_with_retries(self.ctx, job_id, batch_id, items)
+    """Generated images into their collection, encoded here (a generate worker runs no model):
+    their originals are stored already, by content hash, so a redelivery stores them once.
+    Then the generate work they came from ends as it would have (workers/generation.py)."""
+    if not ctx.jobs.start_work(job_id, work_id, ctx.name):
+        return
+    request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
+    scope = ctx.scoped(tenant)
+    target = ctx.target(scope, request.collection, fresh=True)
+    wanted = [SaveAsset.model_validate(save) for save in saves]
+    assets = list(
+        ctx.decode_pool.map(
+            lambda s: decode_asset(
+                ctx,
+                ctx.blobs.get(asset_key(s.asset_id)),
+                s.filename,
+                s.source,
+                s.metadata,
+                target.model,
+            ),
+            wanted,
+        )
+    )
+    store_assets(ctx, scope, request.collection, assets, target)
+    complete(ctx, job_id, work_id, Completion.model_validate(completion))

@@ -8,9 +8,9 @@ hours) and no worker waits on them.
 2. `poll_batches` runs every `ASSETRAG_GEMINI_BATCH_POLL_S` on one default-queue worker at a
    time (a Redis lock): it asks Gemini about each waiting batch, passes a cancel on, keeps the
    job alive for the watchdog, and when the batch ends sends the `upstream` work's task.
-3. `collect_batch` (generate queue, where the model is loaded for saving into the
-   collection) reads the answers, maps them back to items by key, stores the images, and
-   counts the work; the job's last step assembles its result as for interactive items.
+3. `collect_batch` (generate queue) reads the answers, maps them back to items by key, keeps
+   the images (handing those saved into the collection to the embed workers) and counts the
+   work; the job's last step assembles its result as for interactive items.
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ from shared.contract import (
 )
 from shared.errors import CodedError
 from shared.gemini import BATCH_DONE_STATES, BatchRequest, GenerationError
+from shared.jobs.records import START
 from shared.tasks import COLLECT_BATCH, FINISH_GENERATE
-from workers.celery_app import app
-from workers.context import ContextTask, WorkerContext
-from workers.generate import (
+from workers.context import WorkerContext
+from workers.generation import (
     ItemOutcome,
     first_result,
     load_references,
+    reference_ids,
     report,
-    resolve_references,
+    resolved_references,
     settle_item,
 )
 
@@ -49,16 +50,19 @@ def request_key(index: int, variant: int) -> str:
     return f"{index}:{variant}"
 
 
-def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> str | None:
+def submit_batch(
+    ctx: WorkerContext, job_id: str, request: GenerateRequest, work_id: str = START
+) -> str | None:
     """Sends the job's items as one Gemini batch; returns its name (None: nothing sent)."""
     scope = ctx.scoped(ctx.jobs.tenant(job_id))
     generations = request.generations()
+    resolved = resolved_references(ctx, job_id)
     requests: list[BatchRequest] = []
     references: dict[int, list[str]] = {}
     errors: list[ItemError] = []
     for index, item in enumerate(generations):
+        ids = reference_ids(item, index, resolved)
         try:
-            ids = resolve_references(ctx, scope, request.collection, item.references)
             images = load_references(ctx, scope, request.collection, ids)
         except CodedError as exc:
             errors.append(exc.item_error(index, f"item:{index}"))
@@ -105,7 +109,7 @@ def submit_batch(ctx: WorkerContext, job_id: str, request: GenerateRequest) -> s
     then = ctx.queue.message(FINISH_GENERATE, job_id)
     result.batch = name
     if not ctx.jobs.ledger.await_upstream(
-        job_id, UPSTREAM, collect, len(generations), result, then, batch
+        job_id, UPSTREAM, collect, len(generations), result, then, batch, start=work_id
     ):
         # the job was cancelled while the batch was sent (and has ended: nothing to record)
         cancel_upstream(ctx, job_id, name, record=False)
@@ -168,8 +172,7 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
     """Stores what the finished batch made, item by item; returns the items that succeeded."""
     if not ctx.jobs.start_work(job_id, UPSTREAM, ctx.name):
         return 0
-    request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
-    scope = ctx.scoped(tenant)
+    request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
     info = ctx.jobs.ledger.info(job_id)
     references = {int(k): v for k, v in json.loads(info.get("references", "{}")).items()}
     outcomes = [
@@ -207,14 +210,8 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
                 outcomes.append(ItemOutcome(index, errors=[error]))
             continue
         try:
-            outcomes.append(settle_item(ctx, scope, job_id, request, index, item, ids, answered))
+            outcomes.append(settle_item(ctx, job_id, request, index, item, ids, answered))
         except CodedError as exc:
             outcomes.append(ItemOutcome(index, errors=[exc.item_error(index, f"item:{index}")]))
     log.info("job %s: batch %s ended %s, %d answer(s)", job_id, info["name"], state, len(answers))
     return report(ctx, job_id, UPSTREAM, outcomes)
-
-
-@app.task(name=COLLECT_BATCH, base=ContextTask, bind=True, acks_late=True)
-def collect_batch_task(self: ContextTask, job_id: str) -> None:
-    with self.ctx.failing_job(job_id):
-        collect_batch(self.ctx, job_id)

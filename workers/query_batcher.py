@@ -29,7 +29,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from shared.contract import FilterValue
-    from shared.milvus.gateway import TenantVectors, VectorHit
+    from shared.milvus.records import VectorHit
+    from shared.milvus.tenants import TenantVectors
     from shared.settings import Settings
 
 Encode = Callable[[list[str]], np.ndarray]

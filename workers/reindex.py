@@ -13,21 +13,22 @@ n answering and its partial version listed, to be dropped with DELETE …/versio
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from shared.blobs import BlobNotFound
 from shared.contract import ErrorCode, ItemError, ReindexJob, ReindexResult
 from shared.errors import CodedError, Conflict, InputRejected
 from shared.jobs.records import START, THEN
-from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.records import AssetRecord
 from shared.milvus.reindexing import ReindexMark
-from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
+from shared.milvus.tenants import TenantVectors
+from shared.tasks import REINDEX_BATCH, SWAP_REINDEX
 from workers.assets import decode_asset, with_vectors
-from workers.celery_app import app
-from workers.context import ContextTask, WorkerContext
+from workers.context import WorkerContext
 from workers.retries import with_retries
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("assetrag.reindex")
 # Rounds of "copy what the new version lacks" before the swap; writers write both versions
@@ -215,22 +216,14 @@ def _ending_mark(ctx: WorkerContext, job_id: str) -> None:
     ctx.reindexing.end(scope.physical(request.collection), job_id)
 
 
-@app.task(name=PLAN_REINDEX, base=ContextTask, bind=True, acks_late=True)
-def plan_reindex_task(self: ContextTask, job_id: str) -> None:
-    with self.ctx.failing_job(job_id):
-        plan_reindex(self.ctx, job_id)
-
-
-@app.task(name=REINDEX_BATCH, base=ContextTask, bind=True, acks_late=True)
-def reindex_batch_task(
-    self: ContextTask,
+def reindex_batch_with_retries(
+    ctx: WorkerContext,
     job_id: str,
     batch_id: str,
     mark: dict[str, Any],
     first_index: int,
     asset_ids: list[str],
 ) -> None:
-    ctx = self.ctx
     with_retries(
         ctx,
         job_id,
@@ -240,9 +233,9 @@ def reindex_batch_task(
     )
 
 
-@app.task(name=SWAP_REINDEX, base=ContextTask, bind=True, acks_late=True)
-def swap_reindex_task(self: ContextTask, job_id: str, mark: dict[str, Any]) -> None:
-    ctx = self.ctx
+def swap_or_fail(ctx: WorkerContext, job_id: str, mark: dict[str, Any]) -> None:
+    """The swap; a failure there ends the re-index mark with the job, so writers stop
+    writing the version it was building."""
     try:
         swap_reindex(ctx, job_id, mark)
     except Exception as exc:

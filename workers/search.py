@@ -17,18 +17,12 @@ from shared.contract import (
 )
 from shared.errors import CodedError, InputRejected, NotFound
 from shared.jobs.records import START
-from shared.milvus.gateway import (
-    FUSION_DEPTH,
-    CollectionNotFound,
-    KeywordSearchUnavailable,
-    TenantVectors,
-    VectorHit,
-)
-from shared.milvus.ranking import fuse
-from shared.tasks import RUN_SEARCH
+from shared.milvus.errors import CollectionNotFound, KeywordSearchUnavailable
+from shared.milvus.ranking import FUSION_DEPTH, fuse
+from shared.milvus.records import VectorHit
+from shared.milvus.tenants import TenantVectors
 from workers.assets import decode_asset
-from workers.celery_app import app
-from workers.context import ContextTask, Target, WorkerContext
+from workers.context import Target, WorkerContext
 from workers.query_batcher import Searcher
 
 
@@ -170,9 +164,3 @@ def search(
     by_vector = search_vectors(ctx.searches(scope), request, vectors, target.version)
     by_keyword, keyword_errors = search_keywords(scope, request, target.version)
     return rank(request, {"vector": by_vector, "keyword": by_keyword}), errors + keyword_errors
-
-
-@app.task(name=RUN_SEARCH, base=ContextTask, bind=True, acks_late=True)
-def run_search_task(self: ContextTask, job_id: str) -> None:
-    with self.ctx.failing_job(job_id):
-        run_search(self.ctx, job_id)

@@ -11,7 +11,7 @@ import redis
 
 from shared import keys
 from shared.contract import Result
-from shared.jobs.records import UPSTREAM_RUNNER, WorkEntry, text
+from shared.jobs.records import START, UPSTREAM_RUNNER, WorkEntry, text
 from shared.tasks import QueuedTask
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class BatchLedger:
         result: Result,
         then: QueuedTask,
         batch: dict[Any, Any],
+        start: str = START,
     ) -> bool:
         """Records that the job's work runs upstream (a Gemini batch): the job's size and first
         result, the work entry that collects the answers (marked started, not sent: the poller
@@ -55,7 +56,9 @@ class BatchLedger:
             pipe.hset(keys.job_batch(job_id), mapping=batch)
             pipe.sadd(keys.GEMINI_BATCHES, job_id)
 
-        return self.jobs.replace_start(job_id, fields, {work_id: entry}, [], record_batch)
+        return self.jobs.replace_start(
+            job_id, fields, {work_id: entry}, [], record_batch, start=start
+        )
 
     def wait_again(self, job_id: str, work_id: str, name: str) -> None:
         """Gives started upstream work back to the batch poller (its answers could not be

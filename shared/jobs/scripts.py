@@ -177,6 +177,29 @@ return entry['attempts']
 """
 )
 
+# One piece of work hands over to the next (a generation to the embed workers that save its
+# images, a reference search to the generation): the old entry goes, the new one comes with
+# its message, in one step, so the job's pending count stays and a redelivered message of the
+# old work finds nothing to start. ARGV[3] old work id, ARGV[4] new work id, ARGV[5] its
+# entry, ARGV[6] the queue's list, ARGV[7] the message. 1: handed over; 0: the old work is
+# gone or the job ended; 2: the job is cancelling, so the work was dropped instead.
+HAND_OVER = (
+    _PRELUDE
+    + """
+local state = redis.call('HGET', job, 'state')
+if not state or terminal[state] then return 0 end
+if redis.call('HDEL', work, ARGV[3]) == 0 then return 0 end
+if state == 'cancelling' then
+  settle_cancel()
+  return 2
+end
+redis.call('HSET', work, ARGV[4], ARGV[5])
+redis.call('LPUSH', ARGV[6], ARGV[7])
+redis.call('ZADD', active, now, job_id)
+return 1
+"""
+)
+
 # KEYS: the queues' lists, then the unacked hash. ARGV: task ids.
 # Returns the task ids found in a queue or held unacknowledged by a worker.
 FIND_TASKS = """

@@ -93,6 +93,7 @@ class JobStore:
         self._finish_script = client.register_script(job_scripts.FINISH)
         self._cancel = client.register_script(job_scripts.CANCEL)
         self._drop_work = client.register_script(job_scripts.DROP_WORK)
+        self._hand_over = client.register_script(job_scripts.HAND_OVER)
         self.ledger = BatchLedger(client, self)
         self.outbox = WebhookOutbox(client)
         self.audit = JobAudit(client)
@@ -235,6 +236,7 @@ class JobStore:
         batches: list[tuple[str, QueuedTask]],
         result: Result,
         then: QueuedTask | None = None,
+        start: str = START,
     ) -> bool:
         """Records the job's size and first result, its batches as outstanding work and their
         tasks, in one transaction, once: a redelivered plan finds the job planned and changes
@@ -246,7 +248,8 @@ class JobStore:
         if then is not None:
             fields["then"] = WorkEntry.of(then).dump()
         entries = {work_id: WorkEntry.of(task) for work_id, task in batches}
-        return self.replace_start(job_id, fields, entries, [task for _, task in batches])
+        sends = [task for _, task in batches]
+        return self.replace_start(job_id, fields, entries, sends, start=start)
 
     def replace_start(
         self,
@@ -255,8 +258,9 @@ class JobStore:
         entries: dict[str, WorkEntry],
         send: list[QueuedTask],
         also: Callable[[Any], None] | None = None,
+        start: str = START,
     ) -> bool:
-        """The job's first task hands over to the work it planned, in one transaction, once:
+        """The job's first task (its work id `start`) hands over to the work it planned, in one transaction, once:
         `fields` onto the record, `entries` as its outstanding work, `send` onto their queues,
         and whatever `also` queues on the same pipeline. False (and the first task's work
         dropped) when the job was planned already or is no longer running."""
@@ -269,11 +273,11 @@ class JobStore:
                     state, planned = pipe.hmget(job_key, ["state", "planned"])
                     if planned or maybe_text(state) != JobState.running:
                         pipe.unwatch()
-                        self.drop_work(job_id, START)
+                        self.drop_work(job_id, start)
                         return False
                     pipe.multi()
                     pipe.hset(job_key, mapping=fields)
-                    pipe.hdel(work_key, START)
+                    pipe.hdel(work_key, start)
                     for work_id, entry in entries.items():
                         pipe.hset(work_key, work_id, entry.dump())
                     for queue, payloads in _by_queue(send).items():
@@ -286,6 +290,17 @@ class JobStore:
                     return True
                 except redis.WatchError:
                     continue
+
+    def hand_over(self, job_id: str, work_id: str, next_id: str, task: QueuedTask) -> bool:
+        """Started work hands over to the next work (`next_id`, run by `task`) without being
+        counted; False when there was nothing to hand over (done, dropped, or the job is
+        cancelling: then the work is dropped and the job may end)."""
+        entry = WorkEntry.of(task).dump()
+        args = (work_id, next_id, entry, task.queue, task.payload)
+        outcome = job_scripts.run(self._hand_over, job_id, *args)
+        if outcome == 2:
+            self._settled(job_id)
+        return outcome == 1
 
     def drop_work(self, job_id: str, work_id: str) -> None:
         """Work that ends without counting anything (a plan that finds its job cancelling)."""

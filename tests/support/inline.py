@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,12 +14,7 @@ from shared import tasks
 from shared.contract import JobKind
 from shared.tasks import QUEUES, TaskQueue, decode
 from workers.context import WorkerContext
-from workers.duplicates import cluster_duplicates, duplicates_batch, plan_duplicates
-from workers.embed import embed_batch, plan_embed
-from workers.generate import finish_generate, generate_items, run_generate
-from workers.generate_batch import collect_batch
-from workers.reindex import plan_reindex, reindex_batch, swap_reindex
-from workers.search import run_search
+from workers.tasks import HANDLERS
 
 FIRST = {
     JobKind.embed: tasks.PLAN_EMBED,
@@ -28,21 +22,6 @@ FIRST = {
     JobKind.generate: tasks.RUN_GENERATE,
     JobKind.duplicates: tasks.PLAN_DUPLICATES,
     JobKind.reindex: tasks.PLAN_REINDEX,
-}
-HANDLERS: dict[str, Callable[..., Any]] = {
-    tasks.PLAN_EMBED: plan_embed,
-    tasks.EMBED_BATCH: embed_batch,
-    tasks.RUN_SEARCH: run_search,
-    tasks.RUN_GENERATE: run_generate,
-    tasks.GENERATE_ITEMS: generate_items,
-    tasks.FINISH_GENERATE: finish_generate,
-    tasks.COLLECT_BATCH: collect_batch,
-    tasks.PLAN_DUPLICATES: plan_duplicates,
-    tasks.DUPLICATES_BATCH: duplicates_batch,
-    tasks.CLUSTER_DUPLICATES: cluster_duplicates,
-    tasks.PLAN_REINDEX: plan_reindex,
-    tasks.REINDEX_BATCH: reindex_batch,
-    tasks.SWAP_REINDEX: swap_reindex,
 }
 
 

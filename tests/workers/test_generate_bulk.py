@@ -20,9 +20,9 @@ from tests.support.fake_gemini import FakeGemini
 from tests.support.http import receive_posts
 from tests.support.images import make_image
 from tests.support.inline import run_queued
+from workers.background import backoff_s, deliver_due
 from workers.context import WorkerContext, build_context
 from workers.generate_batch import poll_batches
-from workers.webhooks import backoff_s, deliver_due
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="  # base64 of b"secret-key-for-tests"
 COLLECTION = "bulk"

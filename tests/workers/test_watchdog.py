@@ -25,10 +25,10 @@ from shared.tasks import (
 )
 from tests.support.images import write_images
 from tests.support.inline import submit, take
+from workers.background import Round, audit_quiet_jobs, restore_orphans
 from workers.context import WorkerContext, build_context
 from workers.embed import plan_embed
 from workers.generate import plan_items
-from workers.watchdog import Round, audit_quiet_jobs, restore_orphans
 
 
 @pytest.fixture
