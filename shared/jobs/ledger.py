@@ -5,7 +5,8 @@ it is never created twice."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -14,14 +15,14 @@ from shared.contract import Result
 from shared.jobs.records import START, UPSTREAM_RUNNER, WorkEntry, text
 from shared.tasks import QueuedTask
 
-if TYPE_CHECKING:
-    from shared.jobs.store import JobStore
+# JobStore.replace_start: the first task's work replaced in one transaction (see there).
+ReplaceStart = Callable[..., bool]
 
 
 class BatchLedger:
-    def __init__(self, client: redis.Redis, jobs: JobStore) -> None:
+    def __init__(self, client: redis.Redis, replace_start: ReplaceStart) -> None:
         self.redis = client
-        self.jobs = jobs
+        self.replace_start = replace_start
 
     def await_upstream(
         self,
@@ -56,9 +57,7 @@ class BatchLedger:
             pipe.hset(keys.job_batch(job_id), mapping=batch)
             pipe.sadd(keys.GEMINI_BATCHES, job_id)
 
-        return self.jobs.replace_start(
-            job_id, fields, {work_id: entry}, [], record_batch, start=start
-        )
+        return self.replace_start(job_id, fields, {work_id: entry}, [], record_batch, start=start)
 
     def wait_again(self, job_id: str, work_id: str, name: str) -> None:
         """Gives started upstream work back to the batch poller (its answers could not be
@@ -88,4 +87,3 @@ class BatchLedger:
 
     def forget(self, job_id: str) -> None:
         self.redis.srem(keys.GEMINI_BATCHES, job_id)
-

@@ -94,7 +94,7 @@ class JobStore:
         self._cancel = client.register_script(job_scripts.CANCEL)
         self._drop_work = client.register_script(job_scripts.DROP_WORK)
         self._hand_over = client.register_script(job_scripts.HAND_OVER)
-        self.ledger = BatchLedger(client, self)
+        self.ledger = BatchLedger(client, self.replace_start)
         self.outbox = WebhookOutbox(client)
         self.audit = JobAudit(client)
 
@@ -260,10 +260,10 @@ class JobStore:
         also: Callable[[Any], None] | None = None,
         start: str = START,
     ) -> bool:
-        """The job's first task (its work id `start`) hands over to the work it planned, in one transaction, once:
-        `fields` onto the record, `entries` as its outstanding work, `send` onto their queues,
-        and whatever `also` queues on the same pipeline. False (and the first task's work
-        dropped) when the job was planned already or is no longer running."""
+        """The job's first task (its work id `start`) hands over to the work it planned, in
+        one transaction, once: `fields` onto the record, `entries` as its outstanding work,
+        `send` onto their queues, and whatever `also` queues on the same pipeline. False (and
+        the first task's work dropped) when the job was planned already or is not running."""
         job_key, work_key = keys.job(job_id), keys.job_work(job_id)
         fields = {"planned": 1, "pending": len(entries), **fields}
         with self.redis.pipeline() as pipe:
@@ -429,6 +429,3 @@ def _by_queue(tasks: list[QueuedTask]) -> dict[str, list[str]]:
     for task in tasks:
         grouped.setdefault(task.queue, []).append(task.payload)
     return grouped
-
-
-
