@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import describe  # noqa: E402
-from cli.stack import Stack, free_port  # noqa: E402
+from cli.stack import Stack  # noqa: E402
 from shared.clip.encoder import ClipEncoder, cpu_has_native_bf16  # noqa: E402
 from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
 from shared.images import sniff_and_decode  # noqa: E402
@@ -239,11 +239,7 @@ def side_by_side(
 ) -> dict[str, Any]:
     """Start the stack, warm it, then alternate a bare pass and an end-to-end pass, so that
     noise from other load on the machine hits both sides alike."""
-    port = free_port()
     env = {
-        "ASSETRAG_DATA_DIR": str(base / "data"),
-        # an unused port: the Stack starts (and stops) its own private redis-server there
-        "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "ASSETRAG_CLIP_MODEL": model,
         "ASSETRAG_DEVICE": "cpu",
         "ASSETRAG_PRECISION": precision,
@@ -254,13 +250,10 @@ def side_by_side(
     }
     if decode_threads:
         env["ASSETRAG_DECODE_THREADS"] = str(decode_threads)
+    stack = Stack.under(base, env)  # its data and logs under base, a private redis-server
     log_dir = base / "logs"
-    stack = Stack(port=port, env=env, log_dir=log_dir)
-    stack.start()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     runs = []
-    try:
-        stack.wait_ready()
+    with stack.running(), httpx.Client(base_url=stack.url, timeout=60) as client:
         warm = embed_folder(client, warm_folder, WARM_COLLECTION, warm_n, 600)
         for attempt in range(repeats):
             bare_s = bare.run()
@@ -284,9 +277,6 @@ def side_by_side(
                 f"load avg {run['load']:.1f}",
                 flush=True,
             )
-    finally:
-        client.close()
-        stack.stop()
     return {"warm": warm, "runs": runs, "log_dir": str(log_dir)}
 
 

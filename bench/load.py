@@ -20,7 +20,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, http_load, scratch  # noqa: E402
-from cli.stack import free_port  # noqa: E402
+from cli.stack import Stack, free_port, scratch_env, wait_ready  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 from tests.support.images import write_images  # noqa: E402
 
@@ -53,34 +52,32 @@ WORDS = [
 
 
 def start_up(base: Path, checkpoint: Path, library: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`assetrag up` itself (its children are what the memory figures read), under `base`."""
     port = free_port()
     env = {
         **os.environ,
-        "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "ASSETRAG_DATA_DIR": str(base / "data"),
+        **scratch_env(base),  # its data under base; nothing at the Redis URL: up starts one
         "ASSETRAG_CLIP_MODEL": str(checkpoint),
         "ASSETRAG_DEVICE": "cpu",
         "ASSETRAG_LIBRARY_ROOTS": str(library),
     }
     log = (base / "up.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up", "--port", str(port)],
+        [*Stack.cli_argv(), "up", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"assetrag up exited; see {base / 'up.log'}")
-        time.sleep(1)
-    raise RuntimeError("assetrag up never became ready")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", 300, lambda: [] if proc.poll() is None else ["up"])
+    except RuntimeError as exc:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        raise RuntimeError(
+            f"assetrag up never became ready: {exc}; see {base / 'up.log'}"
+        ) from None
+    return proc, port
 
 
 def memory_mb(up: subprocess.Popen[bytes]) -> dict[str, float]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, scratch  # noqa: E402
-from cli.stack import Stack, free_port, wait_for_port  # noqa: E402
+from cli.stack import Stack  # noqa: E402
 from shared.milvus.gateway import VectorStore  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint  # noqa: E402
 from tests.support.milvus_server import start_milvus_server  # noqa: E402
@@ -53,17 +52,13 @@ COLLECTION = "curve"
 
 @contextmanager
 def lite_server(data_dir: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("milvus-lite")
-    command = [str(exe), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--max-workers", "1"]  # as `assetrag up` runs it
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The Milvus Lite server alone, started as `assetrag up` starts it: its URI and pid."""
+    server = Stack(env={"ASSETRAG_MILVUS_URI": str(data_dir)}, log_dir=data_dir.parent / "logs")
     try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-        yield f"http://127.0.0.1:{port}", proc.pid
+        server.start_milvus()
+        yield server.env["ASSETRAG_MILVUS_URI"], server.procs["milvus"].pid
     finally:
-        proc.terminate()
-        proc.wait(60)
+        server.stop()
 
 
 @contextmanager
@@ -145,21 +140,20 @@ def api_row(port: int, n: int) -> dict[str, float]:
     return {"API p50": p(measured, 0.5), "API p99": p(measured, 0.99)}
 
 
-def start_stack(base: Path, uri: str, checkpoint: Path) -> Stack:
-    stack = Stack(
-        port=free_port(),
-        env={
-            "ASSETRAG_DATA_DIR": str(base / "stack"),
-            "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "ASSETRAG_MILVUS_URI": uri,
-            "ASSETRAG_CLIP_MODEL": str(checkpoint),
-            "ASSETRAG_DEVICE": "cpu",
-        },
-        log_dir=base / "logs",
-    )
-    stack.start()
-    stack.wait_ready(300)
-    return stack
+@contextmanager
+def api_stack(base: Path, uri: str, checkpoint: Path, wanted: bool) -> Iterator[Stack | None]:
+    """With `wanted`, the service on that Milvus (its data and logs under base, a private
+    redis-server), ready, for the with block."""
+    if not wanted:
+        yield None
+        return
+    env = {
+        "ASSETRAG_MILVUS_URI": uri,
+        "ASSETRAG_CLIP_MODEL": str(checkpoint),
+        "ASSETRAG_DEVICE": "cpu",
+    }
+    with Stack.under(base, env).running(ready_timeout_s=300) as stack:
+        yield stack
 
 
 def curve(backend: str, uri: str, pid: int, sizes: list[int], n: int, api: Stack | None) -> None:
@@ -260,15 +254,11 @@ def main() -> None:
             opened = (
                 lite_server(base / "lite") if backend == "lite" else milvus_server(base / "milvus")
             )
-            with opened as (uri, pid):
-                stack = (
-                    start_stack(base / f"stack-{backend}", uri, checkpoint) if args.api else None
-                )
-                try:
-                    curve(backend, uri, pid, sizes, args.queries, stack)
-                finally:
-                    if stack is not None:
-                        stack.stop()
+            with (
+                opened as (uri, pid),
+                api_stack(base / f"stack-{backend}", uri, checkpoint, args.api) as stack,
+            ):
+                curve(backend, uri, pid, sizes, args.queries, stack)
         if args.levers:
             levers(base, args.queries)
 

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Load, describe, http_load  # noqa: E402
-from cli.stack import Stack, free_port  # noqa: E402
+from cli.stack import Stack  # noqa: E402
 from shared.clip.encoder import ClipEncoder  # noqa: E402
 from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
 from shared.milvus.gateway import VectorStore  # noqa: E402
@@ -246,21 +246,18 @@ def main() -> None:
         encoder = ClipEncoder(str(ckpt), "cpu", args.precision)
         encoder.load()
         dim = encoder.dim
-        port = free_port()
-        stack = Stack(
-            port=port,
-            log_dir=base / "logs",
-            env={
-                "ASSETRAG_DATA_DIR": str(base / "data"),
-                "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # private redis
+        stack = Stack.under(  # its data and logs under base, a private redis-server
+            base,
+            {
                 "ASSETRAG_CLIP_MODEL": str(ckpt),
                 "ASSETRAG_DEVICE": "cpu",
                 "ASSETRAG_PRECISION": args.precision,
                 "ASSETRAG_GEMINI_API_KEY": "unused",
             },
         )
+        port = stack.port
         stack.start()
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        client = httpx.Client(base_url=stack.url, timeout=60)
         stack.wait_ready()
         store = VectorStore(stack.env["ASSETRAG_MILVUS_URI"])
         store.ensure_collection(COLLECTION, dim, str(ckpt))  # model id = ASSETRAG_CLIP_MODEL

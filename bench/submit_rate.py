@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import describe, http_load, scratch  # noqa: E402
-from cli.stack import Stack, free_port  # noqa: E402
+from cli.stack import Stack  # noqa: E402
 from shared.contract import JobKind  # noqa: E402
 from shared.jobs.store import JobStore  # noqa: E402
 from shared.milvus.gateway import VectorStore  # noqa: E402
@@ -82,22 +82,12 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {describe()}")
-    with scratch("assetrag-submit-", args.keep) as base:
-        port = free_port()
-        stack = Stack(
-            port=port,
-            env={
-                "ASSETRAG_DATA_DIR": str(base / "data"),
-                "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            },
-            workers=(),
-            log_dir=base / "logs",
-        )
-        try:
-            stack.start()
-            measure(stack, port, args.clients, args.seconds)
-        finally:
-            stack.stop()
+    with (
+        scratch("assetrag-submit-", args.keep) as base,
+        # its data and logs under base, a private redis-server, no worker (so never "ready")
+        Stack.under(base, workers=()).running(ready_timeout_s=None) as stack,
+    ):
+        measure(stack, stack.port, args.clients, args.seconds)
 
 
 def measure(stack: Stack, port: int, clients_list: str, seconds: float) -> None:

@@ -1,4 +1,5 @@
-"""Runs the service's processes: one part (`api`, `worker`) or the whole stack (`up`).
+"""Runs the service's processes: the whole stack (`up`), or one part (`api`, `worker`: run
+by `cli/serve.py`, whose `run_api` and `run_worker` are reachable from here too).
 
 `Stack` starts Redis if none answers, the Milvus Lite gRPC server (several processes can
 share Milvus Lite only through it), one worker per queue and the API, each a child process
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,8 +31,11 @@ import httpx
 import redis
 from rich.console import Console
 
-from shared.logs import configure_logging
-from shared.settings import Settings, get_settings
+# Re-exported: `assetrag api` and `assetrag worker` reach them through this module.
+from cli.serve import default_pool as default_pool
+from cli.serve import run_api as run_api
+from cli.serve import run_worker as run_worker
+from shared.settings import Settings
 
 console = Console(stderr=True)
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
@@ -60,27 +64,39 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
     raise RuntimeError(f"nothing answered on {host}:{port} after {timeout_s:.0f}s")
 
 
+def wait_ready(url: str, timeout_s: float, dead: Callable[[], list[str]]) -> None:
+    """Until the API at `url` answers /readyz (Redis, Milvus and a worker on every queue are
+    there); `dead` names the processes that died meanwhile, which ends the wait."""
+    deadline = time.monotonic() + timeout_s
+    body: object = None
+    while time.monotonic() < deadline:
+        if gone := dead():
+            raise RuntimeError(f"stack processes died: {gone}")
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=5)
+            body = response.json()
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            body = repr(exc)
+        time.sleep(0.5)
+    raise RuntimeError(f"stack not ready after {timeout_s:.0f}s: {body}")
+
+
+def scratch_env(base: Path) -> dict[str, str]:
+    """The settings of a stack kept under `base` with a Redis of its own: the URL names an
+    unused port, so the stack starts (and stops) a private redis-server."""
+    return {
+        "ASSETRAG_DATA_DIR": str(base / "data"),
+        "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+
+
 def redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def default_pool(queues: list[str]) -> tuple[str, int]:
-    """The pool and concurrency a worker for these queues should run by default.
-
-    Embed workers run solo: the model lives in the one process that consumes, and no pool
-    ever forks after CUDA is initialised. Generate workers are I/O bound: many threads.
-    """
-    settings = get_settings()
-    if "embed" in queues:
-        return "solo", 1
-    if "generate" in queues:
-        return "threads", settings.gemini_concurrency
-    if "query" in queues:  # many threads: their text queries are encoded in shared batches
-        return "threads", settings.query_concurrency
-    return "threads", 4
 
 
 def visible_gpus(settings: Settings) -> list[str]:
@@ -134,69 +150,6 @@ def metrics_ports(commands: dict[str, list[str]]) -> dict[str, str]:
     }
 
 
-def run_worker(
-    queues: list[str],
-    concurrency: int | None = None,
-    pool: str | None = None,
-    gpu: str | None = None,
-    metrics_port: int | None = None,
-) -> None:
-    # Both before the worker reads its settings or CUDA initialises: the process sees only
-    # its GPU (as cuda:0), and the option is the variable.
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    if metrics_port is not None:
-        os.environ["ASSETRAG_METRICS_PORT"] = str(metrics_port)
-    get_settings.cache_clear()
-    from workers.celery_app import app
-
-    chosen_pool, chosen_concurrency = default_pool(queues)
-    name = "-".join(queues) + (f"-gpu{gpu}" if gpu is not None else "")
-    # Logging set up before Celery starts, so its start-up warnings are log records too, and
-    # its banner (text on stdout) left out when logs must be JSON lines.
-    settings = get_settings()
-    configure_logging(settings.log_format, settings.log_level)
-    quiet = ["--quiet"] if settings.log_format == "json" else []
-    app.worker_main(
-        [
-            *quiet,
-            "worker",
-            "--queues",
-            ",".join(queues),
-            "--pool",
-            pool or chosen_pool,
-            "--concurrency",
-            str(concurrency or chosen_concurrency),
-            "--loglevel",
-            settings.log_level,
-            "--hostname",
-            f"{name}-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
-
-
-def run_api(host: str, port: int) -> None:
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-
-    settings = get_settings()
-    json_logs = settings.log_format == "json"
-    if json_logs:
-        # uvicorn's loggers propagate to our root handler instead of its own text format.
-        configure_logging(settings.log_format, settings.log_level)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=None if json_logs else LOGGING_CONFIG,
-        access_log=settings.access_log,
-    )
-
-
 @dataclass
 class Stack:
     """The whole service on one machine; `env` overrides the environment of every child."""
@@ -208,6 +161,19 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path | None = None
     commands: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def under(
+        cls, base: Path, env: dict[str, str] | None = None, workers: tuple[str, ...] = WORKER_KINDS
+    ) -> Stack:
+        """A stack of its own (a benchmark's): data and logs under `base`, a private Redis,
+        the API on an unused port; `env` on top."""
+        env = {**scratch_env(base), **(env or {})}
+        return cls(port=free_port(), env=env, workers=workers, log_dir=base / "logs")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     def settings(self) -> Settings:
         return Settings(**_settings_overrides(self.env))  # type: ignore[arg-type]
@@ -241,8 +207,8 @@ class Stack:
 
     def start(self) -> None:
         try:
-            self._start_redis()
-            self._start_milvus()
+            self.start_redis()
+            self.start_milvus()
             for name, argv in worker_commands(self.settings(), self.workers).items():
                 self.spawn(name, argv)
             api = self.spawn("api", [*_cli(), "api", "--host", self.host, "--port", str(self.port)])
@@ -251,7 +217,8 @@ class Stack:
             self.stop()
             raise
 
-    def _start_redis(self) -> None:
+    def start_redis(self) -> None:
+        """A private redis-server, unless one answers at the configured URL."""
         settings = self.settings()
         if redis_answers(settings.redis_url):
             return
@@ -285,7 +252,8 @@ class Stack:
         self.env["ASSETRAG_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         console.print(f"[dim]started a private redis-server on port {port} ({data})[/]")
 
-    def _start_milvus(self) -> None:
+    def start_milvus(self) -> None:
+        """The Milvus Lite gRPC server, unless the configured URI is a server's."""
         settings = self.settings()
         uri = settings.resolved_milvus_uri
         if uri.startswith(SERVER_SCHEMES):
@@ -315,21 +283,19 @@ class Stack:
         console.print(f"[dim]started the Milvus Lite server on port {port} ({data})[/]")
 
     def wait_ready(self, timeout_s: float = 180) -> None:
-        """Until /readyz says Redis, Milvus and a worker on every queue are there."""
-        deadline = time.monotonic() + timeout_s
-        body: object = None
-        while time.monotonic() < deadline:
-            if dead := self.dead():
-                raise RuntimeError(f"stack processes died: {dead}")
-            try:
-                response = httpx.get(f"http://{self.host}:{self.port}/readyz", timeout=5)
-                body = response.json()
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError as exc:
-                body = repr(exc)
-            time.sleep(0.5)
-        raise RuntimeError(f"stack not ready after {timeout_s:.0f}s: {body}")
+        wait_ready(self.url, timeout_s, self.dead)
+
+    @contextlib.contextmanager
+    def running(self, ready_timeout_s: float | None = 180) -> Iterator[Stack]:
+        """Started, and ready unless `ready_timeout_s` is None, for the with block; stopped
+        after it."""
+        self.start()
+        try:
+            if ready_timeout_s is not None:
+                self.wait_ready(ready_timeout_s)
+            yield self
+        finally:
+            self.stop()
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is not None]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from cli.app import app
 from shared.settings import get_settings
 from tests.support.clip_checkpoint import build_tiny_checkpoint
 from tests.support.images import make_image

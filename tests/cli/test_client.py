@@ -16,9 +16,9 @@ import httpx
 import pytest
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-import cli.main as cli_main
+from cli.app import CliContext, app
 from cli.client import ApiError, AssetragClient, chunk_paths, parse_sse
 from shared.contract import (
     EmbedItem,
@@ -35,23 +35,33 @@ from tests.support.images import make_image
 from tests.support.stack import InProcess
 
 runner = CliRunner()
+Run = Callable[..., Result]
 
 
 def client_for(inproc: InProcess, api_key: str | None = None) -> AssetragClient:
     return AssetragClient("http://testserver", api_key=api_key, transport=inproc.transport())
 
 
+def invoke(obj: CliContext, *args: str) -> Result:
+    """A command run with its consoles and API client handed in through the typer context."""
+    return runner.invoke(app, ["--api-url", "http://testserver", *args], obj=obj)
+
+
 @pytest.fixture
-def cli(inproc: InProcess, monkeypatch: pytest.MonkeyPatch) -> InProcess:
-    """The commands, pointed at the in-process app."""
-    monkeypatch.setattr(cli_main, "make_client", lambda url, key: client_for(inproc, key))
-    monkeypatch.setattr(cli_main, "console", Console(width=200, highlight=False))
-    monkeypatch.setattr(cli_main, "err", Console(stderr=True, width=200, highlight=False))
+def cli(inproc: InProcess) -> InProcess:
+    """The in-process app the commands (`run`) are pointed at."""
     return inproc
 
 
-def run(*args: str) -> Any:
-    return runner.invoke(cli_main.app, ["--api-url", "http://testserver", *args])
+@pytest.fixture
+def run(cli: InProcess) -> Run:
+    """The commands, pointed at the in-process app, printing at a fixed width."""
+    obj = CliContext(
+        console=Console(width=200, highlight=False),
+        err=Console(stderr=True, width=200, highlight=False),
+        make_client=lambda url, key: client_for(cli, key),
+    )
+    return lambda *args: invoke(obj, *args)
 
 
 def library(tmp_path: Path) -> Path:
@@ -64,7 +74,7 @@ def library(tmp_path: Path) -> Path:
     return root
 
 
-def ingest(tmp_path: Path, collection: str, count: int = 6) -> list[str]:
+def ingest(run: Run, tmp_path: Path, collection: str, count: int = 6) -> list[str]:
     folder = tmp_path / f"shots-{collection}"
     folder.mkdir()
     for seed in range(count):
@@ -149,7 +159,9 @@ def test_parse_sse() -> None:
 # ── the commands ────────────────────────────────────────────────────────────────────────────
 
 
-def test_ingest_folder_follows_the_job_and_lists_bad_files(cli: InProcess, tmp_path: Path) -> None:
+def test_ingest_folder_follows_the_job_and_lists_bad_files(
+    cli: InProcess, run: Run, tmp_path: Path
+) -> None:
     root = library(tmp_path)
     (root / "broken.png").write_bytes(make_image(4)[:100])
     result = run("ingest", str(root), "--collection", "lib", "--wait")
@@ -163,7 +175,7 @@ def test_ingest_folder_follows_the_job_and_lists_bad_files(cli: InProcess, tmp_p
 
 
 def test_ingest_no_recursive_pattern_without_wait_and_missing_path(
-    cli: InProcess, tmp_path: Path
+    run: Run, tmp_path: Path
 ) -> None:
     root = library(tmp_path)
     result = run("ingest", str(root), "-c", "flat", "--no-recursive", "--pattern", "*.png")
@@ -176,7 +188,7 @@ def test_ingest_no_recursive_pattern_without_wait_and_missing_path(
     assert run("ingest", str(empty), "-c", "flat").exit_code == 1
 
 
-def test_ingest_server_paths_sends_a_directory(cli: InProcess, tmp_path: Path) -> None:
+def test_ingest_server_paths_sends_a_directory(cli: InProcess, run: Run, tmp_path: Path) -> None:
     root = cli.settings.library_roots[0] / "served"
     root.mkdir()
     for seed in range(3):
@@ -191,7 +203,7 @@ def test_ingest_server_paths_sends_a_directory(cli: InProcess, tmp_path: Path) -
     assert cli.ctx.vectors.count("served") == 3
 
 
-def test_a_job_that_stores_nothing_exits_1_with_its_errors(cli: InProcess, tmp_path: Path) -> None:
+def test_a_job_that_stores_nothing_exits_1_with_its_errors(run: Run, tmp_path: Path) -> None:
     outside = tmp_path / "outside.png"
     outside.write_bytes(make_image(9))
     result = run("ingest", str(outside), "-c", "fails", "--server-paths", "--wait")
@@ -201,10 +213,8 @@ def test_a_job_that_stores_nothing_exits_1_with_its_errors(cli: InProcess, tmp_p
     assert folder.exit_code == 2 and "error path_outside_roots" in folder.output
 
 
-def test_search_by_text_prints_a_table_writes_a_sheet_and_json(
-    cli: InProcess, tmp_path: Path
-) -> None:
-    names = ingest(tmp_path, "s1")
+def test_search_by_text_prints_a_table_writes_a_sheet_and_json(run: Run, tmp_path: Path) -> None:
+    names = ingest(run, tmp_path, "s1")
     sheet = tmp_path / "sheet.png"
     result = run("search", "a red shawl", "-c", "s1", "--top-k", "4", "--sheet", str(sheet))
     assert result.exit_code == 0, result.output
@@ -218,8 +228,8 @@ def test_search_by_text_prints_a_table_writes_a_sheet_and_json(
     )
 
 
-def test_search_by_image_finds_it_first(cli: InProcess, tmp_path: Path) -> None:
-    ingest(tmp_path, "s2")
+def test_search_by_image_finds_it_first(run: Run, tmp_path: Path) -> None:
+    ingest(run, tmp_path, "s2")
     probe = tmp_path / "probe.png"
     probe.write_bytes(make_image(102))
     result = run("search", "--image", str(probe), "-c", "s2", "--json")
@@ -227,8 +237,8 @@ def test_search_by_image_finds_it_first(cli: InProcess, tmp_path: Path) -> None:
     assert json.loads(result.stdout)[0]["filename"] == "img_2.png"
 
 
-def test_search_by_keyword_and_hybrid_finds_a_filename(cli: InProcess, tmp_path: Path) -> None:
-    ingest(tmp_path, "s3")
+def test_search_by_keyword_and_hybrid_finds_a_filename(run: Run, tmp_path: Path) -> None:
+    ingest(run, tmp_path, "s3")
     keyword = run("search", "img_4.png", "-c", "s3", "--mode", "keyword", "--json")
     assert keyword.exit_code == 0, keyword.output
     hits = json.loads(keyword.stdout)
@@ -239,7 +249,7 @@ def test_search_by_keyword_and_hybrid_finds_a_filename(cli: InProcess, tmp_path:
     assert "img_4.png" in first_row and "keyword" in first_row
 
 
-def test_duplicates_prints_clusters_and_json_lines(cli: InProcess, tmp_path: Path) -> None:
+def test_duplicates_prints_clusters_and_json_lines(run: Run, tmp_path: Path) -> None:
     folder = tmp_path / "dupes"
     folder.mkdir()
     for seed in (1, 2, 3):
@@ -258,7 +268,7 @@ def test_duplicates_prints_clusters_and_json_lines(cli: InProcess, tmp_path: Pat
     assert missing.exit_code == 2 and "collection_not_found" in missing.output
 
 
-def test_search_usage_errors_send_nothing(cli: InProcess, tmp_path: Path) -> None:
+def test_search_usage_errors_send_nothing(cli: InProcess, run: Run, tmp_path: Path) -> None:
     probe = tmp_path / "q.png"
     probe.write_bytes(make_image(1))
     assert run("search", "text", "--image", str(probe), "-c", "x").exit_code == 2
@@ -270,10 +280,8 @@ def test_search_usage_errors_send_nothing(cli: InProcess, tmp_path: Path) -> Non
     assert cli.ctx.jobs.list_jobs(None)[0] == []
 
 
-def test_generate_saves_numbered_images_and_converts_suffixes(
-    cli: InProcess, tmp_path: Path
-) -> None:
-    ingest(tmp_path, "g1", count=3)
+def test_generate_saves_numbered_images_and_converts_suffixes(run: Run, tmp_path: Path) -> None:
+    ingest(run, tmp_path, "g1", count=3)
     out = tmp_path / "out.png"
     made = run("generate", "a poster", "-c", "g1", "--query", "red", "--count", "2", "-o", str(out))
     assert made.exit_code == 0, made.output
@@ -287,7 +295,7 @@ def test_generate_saves_numbered_images_and_converts_suffixes(
         assert image.format == "JPEG"
 
 
-def test_generate_failure_and_usage(cli: InProcess) -> None:
+def test_generate_failure_and_usage(run: Run) -> None:
     blocked = run("generate", "nope [block:prompt]", "-c", "g2")
     assert blocked.exit_code == 1 and "error blocked" in blocked.output
     both = run("generate", "x", "-c", "g2", "--ref", "a" * 64, "--query", "q")
@@ -296,7 +304,9 @@ def test_generate_failure_and_usage(cli: InProcess) -> None:
     assert bad_ratio.exit_code == 2 and "aspect_ratio" in bad_ratio.output
 
 
-def test_generate_from_a_prompts_file_in_each_mode(cli: InProcess, tmp_path: Path) -> None:
+def test_generate_from_a_prompts_file_in_each_mode(
+    cli: InProcess, run: Run, tmp_path: Path
+) -> None:
     from workers.generate_batch import poll_batches
 
     prompts = tmp_path / "prompts.jsonl"
@@ -340,8 +350,8 @@ def test_generate_from_a_prompts_file_in_each_mode(cli: InProcess, tmp_path: Pat
     assert "holds no items" in run("generate", "--from", str(empty), "-c", "g3").output
 
 
-def test_jobs_list_show_and_cancel(cli: InProcess, tmp_path: Path) -> None:
-    ingest(tmp_path, "j1", count=2)
+def test_jobs_list_show_and_cancel(cli: InProcess, run: Run, tmp_path: Path) -> None:
+    ingest(run, tmp_path, "j1", count=2)
     listed = run("jobs", "--kind", "embed", "--limit", "5")
     assert listed.exit_code == 0, listed.output
     [job] = cli.ctx.jobs.list_jobs(None)[0]
@@ -356,17 +366,15 @@ def test_jobs_list_show_and_cancel(cli: InProcess, tmp_path: Path) -> None:
     assert "j1" in collections.output and "48" in collections.output
 
 
-def test_connection_error_points_at_assetrag_up(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_error_points_at_assetrag_up() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    monkeypatch.setattr(
-        cli_main,
-        "make_client",
-        lambda url, key: AssetragClient(url, transport=httpx.MockTransport(refuse)),
+    obj = CliContext(
+        err=Console(stderr=True, width=200),
+        make_client=lambda url, key: AssetragClient(url, transport=httpx.MockTransport(refuse)),
     )
-    monkeypatch.setattr(cli_main, "err", Console(stderr=True, width=200))
-    result = run("jobs")
+    result = invoke(obj, "jobs")
     assert result.exit_code == 2
     assert "assetrag up" in result.output and "http://testserver" in result.output
 
@@ -387,10 +395,10 @@ def test_stack_commands_call_cli_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     stack.run_worker = recorder("worker", 0)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cli.stack", stack)
 
-    assert runner.invoke(cli_main.app, ["up", "--port", "9000"]).exit_code == 3
-    assert runner.invoke(cli_main.app, ["api", "--host", "0.0.0.0"]).exit_code == 0
+    assert runner.invoke(app, ["up", "--port", "9000"]).exit_code == 3
+    assert runner.invoke(app, ["api", "--host", "0.0.0.0"]).exit_code == 0
     result = runner.invoke(
-        cli_main.app, ["worker", "--queues", "embed, query", "--concurrency", "2", "--pool", "solo"]
+        app, ["worker", "--queues", "embed, query", "--concurrency", "2", "--pool", "solo"]
     )
     assert result.exit_code == 0
     assert calls == [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from cli.app import app
 from cli.stack import WORKER_KINDS, metrics_ports, visible_gpus, worker_commands
 from shared.settings import Settings
 

@@ -1,0 +1,240 @@
+"""`assetrag generate`: images made from a prompt and references from a collection (or many
+prompts from a JSON Lines file, interactively or through Gemini's Batch API), saved here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from cli.client import AssetragClient
+from cli.context import EXIT_JOB_FAILED, CliContext, cli_of, validated
+from cli.follow import SUBMIT_WAIT_S, finish
+from shared.contract import (
+    MAX_REFERENCES,
+    AssetReferences,
+    GenerateRequest,
+    GenerateResult,
+    Job,
+    JobKind,
+    JobState,
+)
+
+commands = typer.Typer()
+
+_MIME_SUFFIX = {
+    "image/png": {".png"},
+    "image/jpeg": {".jpg", ".jpeg"},
+    "image/webp": {".webp"},
+    "image/gif": {".gif"},
+}
+
+
+def _output_paths(out: Path, count: int) -> list[Path]:
+    if count <= 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
+
+
+def _save_image(data: bytes, mime_type: str, path: Path) -> None:
+    """Write the bytes, re-encoding when the file's suffix asks for another format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if not suffix or suffix in _MIME_SUFFIX.get(mime_type, {suffix}):
+        path.write_bytes(data)
+        return
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        img: Image.Image = opened
+        if suffix in (".jpg", ".jpeg") and img.mode not in ("RGB", "L"):
+            img = img.convert("RGB")
+        img.save(path)
+
+
+def read_items(cli: CliContext, path: Path) -> list[dict[str, Any]]:
+    """A prompts file: JSON Lines, each line an item object (`prompt`, `references`, `count`,
+    `aspect_ratio`, `image_size`, `metadata`) or a bare JSON string (a prompt); blank lines and
+    lines starting with # are skipped."""
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            cli.fail(f"error usage: {path}:{number} is not JSON ({exc.msg})")
+        if isinstance(value, str):
+            value = {"prompt": value}
+        if not isinstance(value, dict):
+            cli.fail(f"error usage: {path}:{number} must be an object or a string")
+        items.append(value)
+    if not items:
+        cli.fail(f"error usage: {path} holds no items")
+    return items
+
+
+@commands.command()
+def generate(
+    ctx: typer.Context,
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="Collection the references come from.")
+    ],
+    prompt: Annotated[str | None, typer.Argument(help="What to make.")] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            exists=True,
+            dir_okay=False,
+            help="Many prompts: a JSON Lines file, one item (or prompt string) per line.",
+        ),
+    ] = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch", help="Through Gemini's Batch API: half the price, within 24 hours."
+        ),
+    ] = False,
+    ref: Annotated[
+        list[str] | None,
+        typer.Option("--ref", help=f"Reference asset id (repeatable, up to {MAX_REFERENCES})."),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help="Pick references by a text search.")
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=MAX_REFERENCES, help="References taken by --query.")
+    ] = 3,
+    count: Annotated[int, typer.Option(min=1, max=4, help="Images to make.")] = 1,
+    aspect_ratio: Annotated[
+        str | None, typer.Option("--aspect-ratio", help="1:1, 3:2, 16:9, 1:8, ...")
+    ] = None,
+    image_size: Annotated[
+        str | None, typer.Option("--image-size", help="512, 1K, 2K or 4K.")
+    ] = None,
+    save: Annotated[
+        bool,
+        typer.Option("--save/--no-save", help="Store the results in the collection too."),
+    ] = False,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="URL to POST the finished job to (signed).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")
+    ] = True,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Image file to write [default: generated-<id>.png]; with --from, a folder "
+            "[default: generated-<id>/] for the images and results.jsonl.",
+        ),
+    ] = None,
+) -> None:
+    """Generate images from a prompt and references from a collection (chosen by id with
+    --ref, or by a text search with --query; with neither, from the prompt alone). With
+    --from, many prompts in one job; the options given here are their defaults."""
+    cli = cli_of(ctx)
+    if ref and query:
+        cli.fail("error usage: give references with --ref ID... or --query TEXT, not both")
+    if (prompt is None) == (from_file is None):
+        cli.fail("error usage: give a PROMPT or --from FILE (one of them)")
+    references = None
+    if ref:
+        references = validated(cli, lambda: AssetReferences(asset_ids=list(ref)))
+    elif query:
+        references = validated(cli, lambda: AssetReferences(query=query, top_k=top_k))
+    body: dict[str, Any] = {
+        "collection": collection,
+        "references": references,
+        "save_to_collection": save,
+        "aspect_ratio": aspect_ratio,
+        "image_size": image_size,
+        "mode": "batch" if batch else "interactive",
+        "webhook": webhook,
+    }
+    if from_file is not None:
+        body["items"] = read_items(cli, from_file)
+    else:
+        body |= {"prompt": prompt, "count": count}
+    given = {k: v for k, v in body.items() if v is not None}
+    request = validated(cli, lambda: GenerateRequest.model_validate(given))
+    with cli.api_errors(), cli.client() as client:
+        job = client.submit(
+            JobKind.generate,
+            request,
+            wait=SUBMIT_WAIT_S if wait and not batch else None,
+            idempotency_key=str(uuid.uuid4()),
+        )
+        mode = "batch " if batch else ""
+        cli.err.print(f"generate {mode}job {job.id}")
+        if not wait:
+            cli.console.print(job.id)
+            cli.err.print(f"follow it with `assetrag jobs {job.id}`; `assetrag results {job.id}`")
+            return
+        job = finish(cli, client, job, "generate")
+        if request.bulk:
+            _save_bulk(cli, client, job, output)
+            return
+        if job.state != JobState.completed or not isinstance(job.result, GenerateResult):
+            code, message = (job.error.code, job.error.message) if job.error else (job.state, "")
+            cli.fail(f"error {code}: {message or 'generation did not complete'}", EXIT_JOB_FAILED)
+        _save_outputs(cli, client, job.id, job.result, output)
+
+
+def _save_bulk(cli: CliContext, client: AssetragClient, job: Job, output: Path | None) -> None:
+    """Every item's images and the results file into one folder."""
+    if job.error is not None:
+        cli.fail(f"error {job.error.code}: {job.error.message}", EXIT_JOB_FAILED)
+    folder = output or Path(f"generated-{job.id[:8]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = client.results(job.id)
+    for line in lines:
+        if line.status != "succeeded" or not isinstance(line.result, dict):
+            message = line.error.message if line.error else line.status
+            cli.err.print(f"[yellow]item {line.index}: {escape(message)}[/yellow]")
+            continue
+        for n, image in enumerate(line.result.get("images", [])):
+            ext = image["mime_type"].split("/")[-1].replace("jpeg", "jpg")
+            path = folder / f"item-{line.index:04d}-{n}.{ext}"
+            path.write_bytes(client.content(image["content_url"]))
+    (folder / "results.jsonl").write_text(
+        "".join(line.model_dump_json(exclude_none=True) + "\n" for line in lines)
+    )
+    p = job.progress
+    cli.console.print(
+        f"{job.state.value}: {p.succeeded} of {p.total} item(s) made images, {p.failed} failed; "
+        f"saved to {escape(str(folder))}/"
+    )
+    if job.state != JobState.completed or p.succeeded == 0:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _save_outputs(
+    cli: CliContext,
+    client: AssetragClient,
+    job_id: str,
+    result: GenerateResult,
+    output: Path | None,
+) -> None:
+    images = result.images
+    out = output or Path(f"generated-{job_id[:8]}.png")
+    for image, path in zip(images, _output_paths(out, len(images)), strict=True):
+        _save_image(client.content(image.content_url), image.mime_type, path)
+        extra = f" (asset {image.asset_id})" if image.asset_id else ""
+        cli.console.print(f"saved {escape(str(path))} {image.width}x{image.height}{escape(extra)}")
+    if result.text:
+        cli.console.print(f"text: {escape(result.text)}")
+    cli.console.print(f"references: {escape(', '.join(result.references)) or '-'}")
+    cli.console.print(f"model: {escape(result.model)}")
+    if not images:
+        cli.err.print("[yellow]the model returned no image[/yellow]")
+        raise typer.Exit(EXIT_JOB_FAILED)
