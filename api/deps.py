@@ -18,7 +18,7 @@ from fastapi import Depends, Header, Request
 from api.state import AppState
 from shared.contract import ErrorCode, Job
 from shared.errors import CodedError, NotFound
-from shared.milvus.gateway import TenantVectors
+from shared.milvus.tenants import TenantVectors
 from shared.ratelimit import retry_after
 
 

@@ -13,7 +13,8 @@ from shared.blobs import BlobNotFound, thumbnail_key
 from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Page
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
-from shared.milvus.gateway import AssetRecord, TenantVectors
+from shared.milvus.records import AssetRecord
+from shared.milvus.tenants import TenantVectors
 
 router = APIRouter(tags=["collections"])
 E = ErrorCode

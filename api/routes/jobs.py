@@ -37,7 +37,7 @@ from shared.contract import (
 )
 from shared.errors import CodedError, Conflict, NotFound
 from shared.jobs.results import result_lines
-from shared.milvus.gateway import TenantVectors
+from shared.milvus.tenants import TenantVectors
 from shared.rules import check_generation, check_item_count, check_text, check_webhook_url
 from shared.sources import resolve_library_path
 from shared.tasks import PLAN_EMBED, RUN_GENERATE, RUN_SEARCH

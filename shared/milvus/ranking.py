@@ -8,8 +8,10 @@ without BM25 fails one query cleanly instead of the whole call.
 from __future__ import annotations
 
 from shared.contract import Finder
-from shared.milvus.gateway import VectorHit
+from shared.milvus.records import VectorHit
 
+# How many candidates each search of a hybrid query brings to the fusion.
+FUSION_DEPTH = 50
 # The k of Cormack et al.'s reciprocal-rank fusion, as Milvus' RRFRanker defaults to.
 RRF_K = 60
 # Finders in the order ties are broken: an exact word match is the stronger evidence.

@@ -294,7 +294,7 @@ def test_a_slow_milvus_call_does_not_hold_up_other_requests(
     API answers others."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.milvus.gateway import TenantVectors
+    from shared.milvus.tenants import TenantVectors
 
     def slow_find(self: TenantVectors, name: str) -> None:
         time.sleep(1.5)

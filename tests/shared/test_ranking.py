@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.contract import Finder
-from shared.milvus.gateway import VectorHit
 from shared.milvus.ranking import RRF_K, fuse
+from shared.milvus.records import VectorHit
 
 
 def hits(finder: Finder, *ids: str) -> list[VectorHit]:

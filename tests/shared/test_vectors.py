@@ -9,20 +9,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import redis
 
 from shared.errors import Conflict
-from shared.milvus.gateway import (
-    CollectionNotFound,
-    TenantVectors,
-    VectorStore,
-    VectorStoreUnavailable,
-    build_filter,
-)
+from shared.milvus.errors import CollectionNotFound, VectorStoreUnavailable
+from shared.milvus.filters import build_filter
+from shared.milvus.gateway import VectorStore
+from shared.milvus.schema import Bookkeeping
+from shared.milvus.tenants import TenantVectors
 from shared.milvus.write_marks import WriteMarks
 from tests.support.vectors import DIM, MODEL, records, unit_vectors
 
@@ -190,6 +188,38 @@ def test_unknown_collection_and_invalid_names(store: VectorStore) -> None:
             scope.ensure_collection(bad, DIM, MODEL)
         with pytest.raises(CollectionNotFound):
             scope.get_collection(bad)
+
+
+class _RecordingStore:
+    """Answers every call with a collection named as asked, and notes the name."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        def call(name: str, *args: Any, **kwargs: Any) -> Any:
+            self.asked.append((method, name))
+            return Bookkeeping(model=MODEL, dimension=DIM).info(name)
+
+        return call
+
+
+def test_every_tenant_call_reaches_the_tenants_own_collection() -> None:
+    """Each TenantVectors method on one collection asks the store for the stored name of the
+    same method, refuses a name no one could create without asking, and answers a collection
+    under the tenant's name."""
+    fake = _RecordingStore()
+    scope = TenantVectors(cast(VectorStore, fake), "acme")
+    scoped = {name for name in dir(TenantVectors) if hasattr(getattr(scope, name), "__wrapped__")}
+    assert {"get_collection", "cached_collection", "upsert", "search", "swap"} <= scoped
+    for name in sorted(scoped):
+        answer = getattr(scope, name)("shoes")
+        store_method = getattr(TenantVectors, name).__wrapped__.__name__
+        assert fake.asked[-1] == (store_method, "t_acme__shoes")
+        assert answer.name == "shoes"
+        with pytest.raises(CollectionNotFound, match="no collection a-b"):
+            getattr(scope, name)("a-b")
+    assert len(fake.asked) == len(scoped)
 
 
 def test_upsert_twice_stores_once_and_reads_back(store: VectorStore) -> None:

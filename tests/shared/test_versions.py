@@ -14,14 +14,9 @@ import redis
 
 from shared.contract import ErrorCode
 from shared.errors import CodedError, Conflict
-from shared.milvus.gateway import (
-    AssetRecord,
-    CollectionNotFound,
-    KeywordSearchUnavailable,
-    TenantVectors,
-    VectorStore,
-    VersionNotFound,
-)
+from shared.milvus.errors import CollectionNotFound, KeywordSearchUnavailable, VersionNotFound
+from shared.milvus.gateway import VectorStore
+from shared.milvus.records import AssetRecord
 from shared.milvus.schema import (
     HNSW_BUILD,
     METADATA_PROPERTY,
@@ -29,6 +24,7 @@ from shared.milvus.schema import (
     keyword_text,
     schema,
 )
+from shared.milvus.tenants import TenantVectors
 from shared.milvus.write_marks import WriteMarks
 from tests.support.vectors import DIM, MODEL, records, unit_vectors
 

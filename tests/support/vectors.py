@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.milvus.gateway import AssetRecord
+from shared.milvus.records import AssetRecord
 
 DIM = 16
 MODEL = "test-clip"

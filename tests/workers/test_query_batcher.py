@@ -14,7 +14,8 @@ import pytest
 
 from shared.clip.encoder import ClipEncoder
 from shared.contract import FilterValue
-from shared.milvus.gateway import AssetRecord, CollectionNotFound, VectorHit
+from shared.milvus.errors import CollectionNotFound
+from shared.milvus.records import AssetRecord, VectorHit
 from shared.settings import Settings
 from tests.support.clip_checkpoint import build_tiny_checkpoint
 from workers.context import WorkerContext, build_context
