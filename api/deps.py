@@ -3,7 +3,12 @@
 `CallerDep` is the one per-request dependency of every /v1 route: who calls (their tenant,
 from the API key) and what they can reach. Dependencies cost measurable time per request in
 FastAPI, so the hot routes take just this one. It only computes (no I/O), so it runs on the
-event loop; `get_job` reads Redis and runs in the thread pool.
+event loop.
+
+`CollectionDep`, `AssetDep` and `JobDep` load what a path names, for this caller, and answer
+404 when there is none: here, once, not in each handler. A collection comes from what this
+process read of it lately, on the event loop, else from Milvus in the thread pool; assets
+and jobs are read in the thread pool.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.state import AppState
-from shared.contract import ErrorCode, Job
+from shared.contract import ASSET_ID_RE, CollectionInfo, ErrorCode, Job
 from shared.errors import CodedError, NotFound
+from shared.milvus.records import AssetRecord
 from shared.milvus.tenants import TenantVectors
 from shared.ratelimit import retry_after
 
@@ -74,6 +81,35 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def load_collection(caller: Caller, name: str) -> CollectionInfo:
+    """The caller's collection `name` (uncounted), or 404: for the path's collection and for
+    the one a job request names."""
+    info = caller.vectors.cached_collection(name)
+    if info is None:
+        info = await run_in_threadpool(caller.vectors.find_collection, name)
+    if info is None:
+        raise NotFound(ErrorCode.collection_not_found, f"no collection {name}")
+    return info
+
+
+async def get_collection(name: str, caller: CallerDep) -> CollectionInfo:
+    return await load_collection(caller, name)
+
+
+CollectionDep = Annotated[CollectionInfo, Depends(get_collection)]
+
+
+def get_asset(name: str, asset_id: str, _: CollectionDep, caller: CallerDep) -> AssetRecord:
+    found = ASSET_ID_RE.fullmatch(asset_id)
+    record = caller.vectors.get_asset(name, asset_id) if found else None
+    if record is None:
+        raise NotFound(ErrorCode.asset_not_found, f"no asset {asset_id} in {name}")
+    return record
+
+
+AssetDep = Annotated[AssetRecord, Depends(get_asset)]
 
 
 def get_job(job_id: str, caller: CallerDep) -> Job:

@@ -15,7 +15,7 @@ from starlette.types import Scope
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
 from api.openapi import publish_openapi
-from api.routes import collections, duplicates, health, jobs, meta, uploads, versions
+from api.routes import ROUTERS
 from api.state import AppState
 from shared.settings import Settings, get_settings
 
@@ -33,9 +33,11 @@ class UiFiles(StaticFiles):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    config = settings or get_settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.open(settings or get_settings())
+        state = AppState.open(config)
         app.state.assetrag = state
         await state.events.start()
         try:
@@ -54,11 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    publish_openapi(app, settings or get_settings())
+    publish_openapi(app, config)
     app.add_middleware(RequestMetrics)
-    routers = (uploads, jobs, duplicates, collections, versions, meta, health)
-    for routes in routers:
-        app.include_router(routes.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     # The web UI: static files that speak the public v1 API like any other client.
     @app.get("/", include_in_schema=False)

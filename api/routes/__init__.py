@@ -1,0 +1,16 @@
+"""The API's routers, one per resource, each carrying its prefix (a contract path); the app
+includes them in this order."""
+
+from fastapi import APIRouter
+
+from api.routes import collections, duplicates, health, jobs, meta, uploads, versions
+
+ROUTERS: tuple[APIRouter, ...] = (
+    uploads.router,
+    jobs.router,
+    duplicates.router,
+    collections.router,
+    versions.router,
+    meta.router,
+    health.router,
+)

@@ -6,42 +6,42 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import CallerDep
+from api.deps import AssetDep, CallerDep, CollectionDep
 from api.errors import responses
+from api.paths import ASSET_ID, NAME, relative
+from api.state import AppState
 from shared import contract
 from shared.blobs import BlobNotFound, thumbnail_key
 from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Page
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
 from shared.milvus.records import AssetRecord
-from shared.milvus.tenants import TenantVectors
 
-router = APIRouter(tags=["collections"])
+router = APIRouter(prefix=contract.COLLECTIONS_PATH, tags=["collections"])
 E = ErrorCode
-COLLECTION = contract.COLLECTIONS_PATH + "/{name}"
-ASSETS = COLLECTION + "/assets"
-ASSET = ASSETS + "/{asset_id}"
+COLLECTIONS = relative(router, contract.COLLECTIONS_PATH)
+COLLECTION = relative(router, contract.collection_path(NAME))
+ASSET = relative(router, contract.asset_url(NAME, ASSET_ID))
 # Content-addressed: the bytes behind an asset id never change.
 IMMUTABLE = "private, max-age=31536000, immutable"
 IMAGE_BYTES = {"content": {"image/*": {}}, "description": "image bytes"}
 
 
-def _asset(vectors: TenantVectors, name: str, asset_id: str) -> AssetRecord:
-    if vectors.find_collection(name) is None:
-        raise NotFound(E.collection_not_found, f"no collection {name}")
-    record = vectors.get_asset(name, asset_id) if contract.ASSET_ID_RE.fullmatch(asset_id) else None
-    if record is None:
-        raise NotFound(E.asset_not_found, f"no asset {asset_id} in {name}")
-    return record
+def _original(state: AppState, record: AssetRecord) -> bytes:
+    """The bytes the asset was embedded from."""
+    try:
+        return state.blobs.get(record.content_key)
+    except BlobNotFound as exc:
+        raise NotFound(E.content_not_found, f"the bytes of {record.asset_id} are gone") from exc
 
 
-@router.get(contract.COLLECTIONS_PATH, response_model=Page[CollectionInfo], responses=responses())
+@router.get(COLLECTIONS, response_model=Page[CollectionInfo], responses=responses())
 def list_collections(caller: CallerDep) -> Page[CollectionInfo]:
     return Page[CollectionInfo](data=caller.vectors.list_collections())
 
 
 @router.post(
-    contract.COLLECTIONS_PATH,
+    COLLECTIONS,
     status_code=201,
     response_model=CollectionInfo,
     responses=responses(E.model_not_loaded, E.collection_exists, E.malformed_json),
@@ -65,6 +65,7 @@ def create_collection(body: CollectionCreate, caller: CallerDep) -> CollectionIn
 
 @router.get(COLLECTION, response_model=CollectionInfo, responses=responses(E.collection_not_found))
 def describe_collection(name: str, caller: CallerDep) -> CollectionInfo:
+    # counted, unlike CollectionDep's: Milvus is asked (and answers 404) here
     return caller.vectors.get_collection(name)
 
 
@@ -81,12 +82,13 @@ def delete_collection(name: str, caller: CallerDep) -> Response:
 
 
 @router.get(
-    ASSETS,
+    relative(router, contract.assets_path(NAME)),
     response_model=Page[Asset],
     responses=responses(E.collection_not_found),
 )
 def list_assets(
     name: str,
+    _: CollectionDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
@@ -95,8 +97,6 @@ def list_assets(
 ) -> Page[Asset]:
     """A page of the collection's assets in asset-id order, which assets added meanwhile do
     not shift (ids are content hashes, so the order says nothing of age)."""
-    if caller.vectors.find_collection(name) is None:
-        raise NotFound(E.collection_not_found, f"no collection {name}")
     records = caller.vectors.list_assets(name, limit + 1, cursor)
     page = records[:limit]
     return Page[Asset](
@@ -108,30 +108,26 @@ def list_assets(
 @router.get(
     ASSET, response_model=Asset, responses=responses(E.collection_not_found, E.asset_not_found)
 )
-def read_asset(name: str, asset_id: str, caller: CallerDep) -> Asset:
-    return _asset(caller.vectors, name, asset_id).public(name)
+def read_asset(name: str, record: AssetDep) -> Asset:
+    return record.public(name)
 
 
 @router.get(
-    ASSET + "/content",
+    relative(router, contract.asset_content_url(NAME, ASSET_ID)),
     response_class=Response,
     responses={
         200: IMAGE_BYTES,
         **responses(E.collection_not_found, E.asset_not_found, E.content_not_found),
     },
 )
-def asset_content(name: str, asset_id: str, caller: CallerDep) -> Response:
+def asset_content(record: AssetDep, caller: CallerDep) -> Response:
     """The original bytes, as they were embedded."""
-    record = _asset(caller.vectors, name, asset_id)
-    try:
-        data = caller.state.blobs.get(record.content_key)
-    except BlobNotFound as exc:
-        raise NotFound(E.content_not_found, f"the bytes of {asset_id} are gone") from exc
+    data = _original(caller.state, record)
     return Response(data, media_type=record.mime_type, headers={"Cache-Control": IMMUTABLE})
 
 
 @router.get(
-    ASSET + "/thumbnail",
+    relative(router, contract.thumbnail_url(NAME, ASSET_ID)),
     response_class=Response,
     responses={
         200: {"content": {"image/webp": {}}, "description": "a downscaled WebP"},
@@ -140,8 +136,7 @@ def asset_content(name: str, asset_id: str, caller: CallerDep) -> Response:
     },
 )
 def asset_thumbnail(
-    name: str,
-    asset_id: str,
+    record: AssetDep,
     caller: CallerDep,
     size: Annotated[
         contract.ThumbnailSize, Query(description="longest side")
@@ -151,19 +146,14 @@ def asset_thumbnail(
     """A WebP of the asset at most `size` pixels on its longest side, made once and kept in
     the blob store."""
     state = caller.state
-    record = _asset(caller.vectors, name, asset_id)
-    etag = f'"{asset_id[:32]}-{size}"'
+    etag = f'"{record.asset_id[:32]}-{size}"'
     headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
     if if_none_match is not None and etag in if_none_match:
         return Response(status_code=304, headers=headers)
-    key = thumbnail_key(asset_id, size)
+    key = thumbnail_key(record.asset_id, size)
     try:
         data = state.blobs.get(key)
     except BlobNotFound:
-        try:
-            original = state.blobs.get(record.content_key)
-        except BlobNotFound as exc:
-            raise NotFound(E.content_not_found, f"the bytes of {asset_id} are gone") from exc
-        data = thumbnail(original, size, state.settings.max_image_pixels)
+        data = thumbnail(_original(state, record), size, state.settings.max_image_pixels)
         state.blobs.put(key, data)
     return Response(data, media_type="image/webp", headers=headers)

@@ -8,35 +8,23 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import CallerDep, JobDep, StateDep
 from api.errors import responses
-from api.routes.jobs import (
-    FINISHED_IN_TIME,
-    WEBHOOK_ERRORS,
-    IdempotencyHeader,
-    WaitQuery,
-    answer,
-    enqueue,
-    require_collection,
-)
+from api.long_poll import WaitQuery, answer
+from api.paths import JOB_ID, relative
+from api.submit import IdempotencyHeader, accept_duplicates, submit_responses
 from shared import contract
 from shared.contract import Cluster, DuplicatesRequest, ErrorCode, Job, JobKind, Page
 from shared.errors import Conflict
-from shared.tasks import PLAN_DUPLICATES
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(prefix=contract.JOBS_PATH, tags=["jobs"])
 E = ErrorCode
 PAGE_MAX = 1000
 
 
 @router.post(
-    contract.submit_path(JobKind.duplicates),
+    relative(router, contract.submit_path(JobKind.duplicates)),
     status_code=202,
     response_model=Job,
-    responses={
-        **FINISHED_IN_TIME,
-        **responses(
-            E.collection_not_found, *WEBHOOK_ERRORS, E.idempotency_key_reused, E.malformed_json
-        ),
-    },
+    responses=submit_responses(E.collection_not_found),
 )
 async def submit_duplicates(
     body: DuplicatesRequest,
@@ -47,13 +35,12 @@ async def submit_duplicates(
     """Clusters of near-duplicate assets in a collection: every pair at least `threshold`
     similar (cosine) joins a cluster. The result holds the largest clusters; the rest page
     through GET /v1/jobs/{id}/clusters."""
-    await require_collection(caller, body.collection)
-    job = await enqueue(caller, JobKind.duplicates, PLAN_DUPLICATES, body, idempotency_key)
+    job = await accept_duplicates(caller, body, idempotency_key)
     return await answer(caller.state, job, wait)
 
 
 @router.get(
-    contract.clusters_path("{job_id}"),
+    relative(router, contract.clusters_path(JOB_ID)),
     response_model=Page[Cluster],
     responses=responses(E.job_not_found, E.job_kind_mismatch),
 )

@@ -6,14 +6,15 @@ from fastapi import APIRouter
 
 from api.deps import CallerDep
 from api.errors import responses
+from api.paths import relative
 from shared import contract
 from shared.contract import ServiceMeta
 from shared.rules import capabilities
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(prefix=contract.META_PATH, tags=["meta"])
 
 
-@router.get(contract.META_PATH, response_model=ServiceMeta, responses=responses())
+@router.get(relative(router, contract.META_PATH), response_model=ServiceMeta, responses=responses())
 async def read_meta(caller: CallerDep) -> ServiceMeta:
     """Job states (terminal and cancellable ones), kinds, aspect ratios, image and thumbnail
     sizes, request bounds and upload limits, so a client never copies them. Like every /v1

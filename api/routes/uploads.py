@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep
 from api.errors import responses
+from api.paths import relative
 from api.state import AppState
 from shared import contract
 from shared.contract import ErrorCode, UploadsResponse
@@ -17,7 +18,7 @@ from shared.errors import CodedError
 from shared.images import ImageRejected, sniff_image
 from shared.sources import StoredUpload, new_upload_id
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(prefix=contract.UPLOADS_PATH, tags=["uploads"])
 E = ErrorCode
 
 
@@ -44,7 +45,7 @@ def _check(state: AppState, name: str, data: bytes, tenant: str | None) -> Store
 
 
 @router.post(
-    contract.UPLOADS_PATH,
+    relative(router, contract.UPLOADS_PATH),
     status_code=201,
     response_model=UploadsResponse,
     responses=responses(

@@ -37,8 +37,20 @@ def job_path(job_id: str) -> str:
     return f"{JOBS_PATH}/{job_id}"
 
 
+def cancel_path(job_id: str) -> str:
+    return f"{job_path(job_id)}/cancel"
+
+
+def events_path(job_id: str) -> str:
+    return f"{job_path(job_id)}/events"
+
+
+def images_path(job_id: str) -> str:
+    return f"{job_path(job_id)}/images"
+
+
 def job_image_url(job_id: str, number: int) -> str:
-    return f"{job_path(job_id)}/images/{number}"
+    return f"{images_path(job_id)}/{number}"
 
 
 def results_path(job_id: str) -> str:
@@ -61,8 +73,12 @@ def reindex_path(name: str) -> str:
     return f"{collection_path(name)}/reindex"
 
 
+def assets_path(collection: str) -> str:
+    return f"{collection_path(collection)}/assets"
+
+
 def asset_url(collection: str, asset_id: str) -> str:
-    return f"{collection_path(collection)}/assets/{asset_id}"
+    return f"{assets_path(collection)}/{asset_id}"
 
 
 def asset_content_url(collection: str, asset_id: str) -> str:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from shared import contract
 from shared.settings import Settings
 from tests.support.images import make_image
+from tests.support.responses import error_code
 from tests.support.stack import InProcess
 
 
@@ -76,6 +77,32 @@ def test_assets_paging_refuses_what_it_cannot_page(inproc: InProcess) -> None:
     assert after_last == {"data": [], "next_cursor": None}
     statuses = api.get("/openapi.json").json()["paths"]["/v1/collections/{name}/assets"]["get"]
     assert {"200", "404", "422"} <= set(statuses["responses"])
+
+
+def test_asset_routes_answer_404_for_what_the_path_names(inproc: InProcess) -> None:
+    """The collection and the asset a path names are loaded (or refused) before a handler
+    runs: the record, its original bytes and its thumbnail answer the same 404s."""
+    from shared.blobs import asset_key
+
+    api = inproc.api
+    [asset_id] = ingest(api, "named", 1)
+    for tail in ("", "/content", "/thumbnail"):
+        nosuch = api.get(f"/v1/collections/nosuch/assets/{asset_id}{tail}")
+        assert nosuch.status_code == 404 and error_code(nosuch) == "collection_not_found"
+        for other in ("0" * 64, "not-an-asset-id"):
+            missing = api.get(f"/v1/collections/named/assets/{other}{tail}")
+            assert missing.status_code == 404 and error_code(missing) == "asset_not_found"
+            assert other in missing.json()["error"]["message"]
+    thumb = api.get(f"/v1/collections/named/assets/{asset_id}/thumbnail", params={"size": 128})
+    assert thumb.status_code == 200
+    held = {"If-None-Match": thumb.headers["ETag"]}
+    again = api.get(f"/v1/collections/named/assets/{asset_id}/thumbnail?size=128", headers=held)
+    assert again.status_code == 304 and again.headers["ETag"] == thumb.headers["ETag"]
+    api.app.state.assetrag.blobs.delete(asset_key(asset_id))  # type: ignore[attr-defined]
+    gone = api.get(f"/v1/collections/named/assets/{asset_id}/content")
+    assert gone.status_code == 404 and error_code(gone) == "content_not_found"
+    unmade = api.get(f"/v1/collections/named/assets/{asset_id}/thumbnail", params={"size": 512})
+    assert unmade.status_code == 404 and error_code(unmade) == "content_not_found"
 
 
 def test_tenants_page_only_their_own_assets(inproc: InProcess) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from api.events import JobEvents
-from api.routes.jobs import wait_for
+from api.long_poll import wait_for
 from shared import keys
 
 JOB_ID = "long-poll-job"

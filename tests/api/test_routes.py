@@ -35,6 +35,20 @@ def test_importing_the_api_loads_no_model_stack() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
+def test_routers_carry_their_prefixes_and_routes_import_no_other_routes() -> None:
+    """Each /v1 router declares its prefix, and what two route modules share lives outside
+    api/routes (the submit checks, the long-poll, the dependencies)."""
+    import ast
+
+    from api.routes import ROUTERS
+
+    assert all(router.prefix.startswith("/v1/") for router in ROUTERS if router.tags != ["health"])
+    for module in (ROOT / "api" / "routes").glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in imported if m and m.startswith("api.routes.")], module.name
+
+
 def test_uploads_are_checked_by_content(api: TestClient) -> None:
     ok = upload(api, make_image(1), "photo.jpg")
     assert ok.status_code == 201  # type: ignore[attr-defined]

@@ -59,5 +59,7 @@ def test_versions_listing_and_drops(api: TestClient, settings: Settings) -> None
     assert unknown.status_code == 404 and error_code(unknown) == "version_not_found"
     assert api.delete("/v1/collections/c/versions/0").status_code == 422
     assert api.get("/v1/collections/nope/versions").status_code == 404
+    nope = api.delete("/v1/collections/nope/versions/2")
+    assert nope.status_code == 404 and error_code(nope) == "collection_not_found"
     assert api.delete("/v1/collections/c/versions/2").status_code == 204
     assert [v["version"] for v in api.get("/v1/collections/c/versions").json()["data"]] == [1]
