@@ -1,6 +1,6 @@
 """The one place Gemini is spoken to: image generation through google-genai, interactive
 (``GeminiGenerator``) or through the Batch API (``GeminiBatches``), with retries and a
-fleet-wide requests-per-minute limit. Nothing else imports google-genai.
+fleet-wide requests-per-minute limit. No other product module imports google-genai.
 
 - ``config``: ``GeminiConfig``, the one reading of the Gemini settings, and the SDK client
 - ``content``: what goes into a generateContent call and what comes out (images or an error)
