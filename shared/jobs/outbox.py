@@ -1,9 +1,10 @@
 """The webhook outbox: which finished jobs have a webhook due, claimed by one deliverer per
-attempt across the fleet, and retried later when the receiver did not take it."""
+attempt across the fleet, and retried later when the receiver did not take it.
+
+A job's webhook becomes due in the same Lua step that ends the job (shared/jobs/scripts.py),
+so no crash between the two can lose it."""
 
 from __future__ import annotations
-
-import time
 
 import redis
 
@@ -14,11 +15,6 @@ from shared.jobs.records import text
 class WebhookOutbox:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-
-    def queue(self, job_id: str) -> None:
-        """Makes a finished job's webhook due: once per job, however many paths see it end."""
-        if self.redis.hsetnx(keys.job(job_id), "webhook_queued", 1):
-            self.redis.zadd(keys.WEBHOOKS_DUE, {job_id: time.time()}, nx=True)
 
     def target(self, job_id: str) -> str | None:
         raw = self.redis.hget(keys.job(job_id), "webhook")

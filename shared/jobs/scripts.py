@@ -14,17 +14,29 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import keys
+from shared.contract import TERMINAL_STATES
+
+# The terminal states, as the contract names them: the one list the scripts read.
+_TERMINAL = ", ".join(f"{state.value} = true" for state in sorted(TERMINAL_STATES))
 
 # Shared by the scripts below. KEYS[1] job hash, KEYS[2] work hash, KEYS[3] active index,
-# KEYS[4] events channel; ARGV[1] job id, ARGV[2] now.
-_PRELUDE = """
-local job, work, active, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+# KEYS[4] events channel, KEYS[5] the webhook outbox's due set; ARGV[1] job id, ARGV[2] now.
+# A job's end and its webhook are one step: a crash can lose neither without the other.
+_PRELUDE = (
+    """
+local job, work, active, events, webhooks_due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local job_id, now = ARGV[1], ARGV[2]
-local terminal = {completed = true, failed = true, cancelled = true}
+local terminal = {"""
+    + _TERMINAL
+    + """}
 local function finish(state)
   redis.call('HSET', job, 'state', state, 'finished_at', now)
   redis.call('DEL', work)
   redis.call('ZREM', active, job_id)
+  -- finish runs once per job: a terminal record never changes
+  if redis.call('HEXISTS', job, 'webhook') == 1 then
+    redis.call('ZADD', webhooks_due, 'NX', now, job_id)
+  end
   redis.call('PUBLISH', events, state)
 end
 -- A cancelling job ends once no work that had started is left.
@@ -36,6 +48,7 @@ local function settle_cancel()
   return false
 end
 """
+)
 
 # ARGV[3] work id, ARGV[4] worker name. 1: run it; 0: drop it (done, cancelled or unknown).
 START_WORK = (
@@ -64,7 +77,7 @@ return 1
 """
 )
 
-# KEYS[5] counted batches, KEYS[6] errors list, KEYS[7] assets hash.
+# KEYS[6] counted batches, KEYS[7] errors list, KEYS[8] assets hash.
 # ARGV[3] batch id, ARGV[4] succeeded, ARGV[5] failed, ARGV[6] n errors, errors...,
 # then index/asset id pairs.
 # Returns -1 already counted, -2 no such job, -3 terminal, 0 counted, 1 completed, 2 cancelled.
@@ -74,12 +87,12 @@ COMPLETE_BATCH = (
 local state = redis.call('HGET', job, 'state')
 if not state then return -2 end
 if terminal[state] then return -3 end
-if redis.call('SADD', KEYS[5], ARGV[3]) == 0 then return -1 end
+if redis.call('SADD', KEYS[6], ARGV[3]) == 0 then return -1 end
 redis.call('HINCRBY', job, 'succeeded', ARGV[4])
 redis.call('HINCRBY', job, 'failed', ARGV[5])
 local n_errors = tonumber(ARGV[6])
-for i = 7, 6 + n_errors do redis.call('RPUSH', KEYS[6], ARGV[i]) end
-for i = 7 + n_errors, #ARGV, 2 do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+for i = 7, 6 + n_errors do redis.call('RPUSH', KEYS[7], ARGV[i]) end
+for i = 7 + n_errors, #ARGV, 2 do redis.call('HSET', KEYS[8], ARGV[i], ARGV[i + 1]) end
 redis.call('HDEL', work, ARGV[3])
 local pending = redis.call('HINCRBY', job, 'pending', -1)
 if state == 'cancelling' then
@@ -105,7 +118,7 @@ return 0
 """
 )
 
-# Ends a job that runs as one task (or fails any job). KEYS[5] errors list.
+# Ends a job that runs as one task (or fails any job). KEYS[6] errors list.
 # ARGV[3] the state to end in, ARGV[4] n field/value pairs to write, pairs..., then item
 # errors to append. A cancelling job ends cancelled, keeping what the work wrote.
 # Returns 0 when the job had already ended.
@@ -116,7 +129,7 @@ local state = redis.call('HGET', job, 'state')
 if not state or terminal[state] then return 0 end
 local n_fields = tonumber(ARGV[4])
 if n_fields > 0 then redis.call('HSET', job, unpack(ARGV, 5, 4 + 2 * n_fields)) end
-for i = 5 + 2 * n_fields, #ARGV do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+for i = 5 + 2 * n_fields, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
 if state == 'cancelling' then finish('cancelled') else finish(ARGV[3]) end
 return 1
 """
@@ -235,6 +248,12 @@ return false
 
 def run(script: Any, job_id: str, *args: Any, extra_keys: Iterable[str] = ()) -> Any:
     """Runs a registered job script the way _PRELUDE reads it: KEYS job, work, active index,
-    events (+ extra); ARGV job id, now (+ args)."""
-    names = [keys.job(job_id), keys.job_work(job_id), keys.ACTIVE_JOBS, keys.events(job_id)]
+    events, webhooks due (+ extra); ARGV job id, now (+ args)."""
+    names = [
+        keys.job(job_id),
+        keys.job_work(job_id),
+        keys.ACTIVE_JOBS,
+        keys.events(job_id),
+        keys.WEBHOOKS_DUE,
+    ]
     return script(keys=[*names, *extra_keys], args=[job_id, time.time(), *args])

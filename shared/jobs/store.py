@@ -405,17 +405,15 @@ class JobStore:
         return [by_index.get(i) for i in range(total)]
 
     def _expire(self, job_id: str) -> None:
-        """Called once per job, by the call that ended it: the record starts its TTL, the
-        process that ended it (a worker; the API for a cancel) counts it for /metrics, and
-        its webhook (if any) becomes due."""
+        """Called once per job, by the call that ended it: the record starts its TTL and the
+        process that ended it (a worker; the API for a cancel) counts it for /metrics. (Its
+        webhook became due in the same script that ended it.)"""
         pipe = self.redis.pipeline()
         for key in keys.job_parts(job_id):
             pipe.expire(key, self.ttl_s)
-        pipe.hmget(keys.job(job_id), "kind", "state", "webhook")
-        *_, (kind, state, webhook) = pipe.execute()
+        pipe.hmget(keys.job(job_id), "kind", "state")
+        *_, (kind, state) = pipe.execute()
         JOBS_FINISHED.labels(maybe_text(kind) or "?", maybe_text(state) or "?").inc()
-        if webhook:
-            self.outbox.queue(job_id)
 
     def _settled(self, job_id: str) -> None:
         """After dropping work: if that ended the job (a cancelling job's last work), what

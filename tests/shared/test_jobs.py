@@ -225,3 +225,21 @@ def test_list_newest_first_as_summaries_with_filters_and_cursor(
     assert {j.id for j in searches} == {j.id for j in made if j.kind == JobKind.search}
     cancelled, _ = jobs.list_jobs(None, state=JobState.cancelled)
     assert [j.id for j in cancelled] == [made[-1].id]
+
+
+def test_a_jobs_end_and_its_webhook_are_one_step(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook is due even when the process dies right after the script that ended the
+    job (nothing after it runs: here, what follows an end is skipped)."""
+    jobs = store(redis_client)
+    monkeypatch.setattr(jobs, "_expire", lambda job_id: None)
+    job, _ = jobs.create(JobKind.search, {"webhook": "http://127.0.0.1/hook"}, first_task=task_for)
+    plain, _ = jobs.create(JobKind.search, {}, first_task=task_for)
+    for created in (job, plain):
+        assert jobs.start_work(created.id, START, "w1")
+        assert jobs.complete(created.id, SearchResult(results=[]))
+    assert jobs.outbox.due(time.time() + 1) == [job.id]
+    # a terminal record never changes, so the end (and its webhook) happens once
+    assert not jobs.fail(job.id, "x", "y")
+    assert redis_client.zcard(keys.WEBHOOKS_DUE) == 1
