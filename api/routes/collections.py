@@ -112,6 +112,20 @@ def read_asset(name: str, record: AssetDep) -> Asset:
     return record.public(name)
 
 
+@router.delete(
+    ASSET,
+    status_code=204,
+    response_class=Response,
+    responses=responses(E.collection_not_found, E.asset_not_found),
+)
+def delete_asset(name: str, record: AssetDep, caller: CallerDep) -> Response:
+    """Removes the asset from the collection (from every version of it): it is no longer
+    found, listed or shown. Its original's bytes stay in the blob store, where the same
+    image in other collections shares them."""
+    caller.vectors.delete_asset(name, record.asset_id)
+    return Response(status_code=204)
+
+
 @router.get(
     relative(router, contract.asset_content_url(NAME, ASSET_ID)),
     response_class=Response,

@@ -78,6 +78,7 @@ def assets_path(collection: str) -> str:
 
 
 def asset_url(collection: str, asset_id: str) -> str:
+    """An asset's record (GET), and where it is deleted from its collection (DELETE)."""
     return f"{assets_path(collection)}/{asset_id}"
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shared.contract import FilterValue
-from shared.milvus.errors import KeywordSearchUnavailable
+from shared.milvus.errors import CollectionNotFound, KeywordSearchUnavailable
 from shared.milvus.filters import build_filter, literal
 from shared.milvus.records import AssetRecord, VectorHit, hit_id, hits_of, record_of, row_of
 from shared.milvus.schema import STORED_FIELDS
@@ -78,6 +78,25 @@ class VectorStore(Versions):
         else:
             self._note_write(target)
         return int(result.get("upsert_count", len(records)))
+
+    def delete_asset(self, name: str, asset_id: str) -> None:
+        """Deletes the asset's row from every version of the collection, not only the one
+        that answers: a re-index building the next version has copied it there, or will
+        copy it from the list it made, and the swap would bring it back. (A batch copying it
+        at this very moment still can.) The original's bytes stay in the blob store: they
+        are kept under the image's hash, shared with every collection and tenant holding
+        the same image and with embeds in flight."""
+        for target in self._version_names(name):
+            try:
+                self._call(
+                    target, lambda target=target: self._client.delete(target, ids=[asset_id])
+                )
+            except CollectionNotFound:
+                continue  # a version dropped meanwhile holds nothing
+            if self.is_lite:
+                self._client.flush(target)
+            else:
+                self._note_write(target)
 
     def _upsert_rows(self, target: str, records: list[AssetRecord]) -> dict[str, Any]:
         keyword = self.get_collection(target, with_count=False).keyword_search

@@ -72,6 +72,7 @@ class TenantVectors:
     drop_collection = _scoped(VectorStore.drop_collection)
     count = _scoped(VectorStore.count)
     upsert = _scoped(VectorStore.upsert)
+    delete_asset = _scoped(VectorStore.delete_asset)
     search = _scoped(VectorStore.search)
     keyword_search = _scoped(VectorStore.keyword_search)
     neighbours = _scoped(VectorStore.neighbours)
