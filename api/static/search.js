@@ -93,7 +93,12 @@ export async function mount(root, params) {
     );
   }
 
-  async function run() {
+  // Searches are numbered: only the latest one may show its answer or its error, and the
+  // results stay marked busy until it has, so nothing (a person, a screenshot) takes the
+  // previous answer still on screen for this one's.
+  let searches = 0;
+
+  async function run(mine) {
     const collection = select.value;
     let query;
     let label;
@@ -115,22 +120,36 @@ export async function mount(root, params) {
       text.focus();
       return;
     }
+    const asked = { text: text.value, topK: topK.value, mode: mode.value };
     say(status, "Searching…");
     const job = await follow(await submit("search", { collection, queries: [query], top_k: Number(topK.value) }, 10));
+    if (mine !== searches) return;
     if (job.state !== "completed") {
       say(status, `The search ${job.state}: ${job.error?.message ?? ""}`, "error");
       return;
     }
     say(status, "");
-    last = { collection, label, hits: job.result.results[0], text: text.value, topK: topK.value, mode: mode.value };
+    last = { collection, label, hits: job.result.results[0], ...asked };
     render(last);
+  }
+
+  async function search() {
+    const mine = ++searches;
+    results.setAttribute("aria-busy", "true");
+    try {
+      await run(mine);
+    } catch (error) {
+      if (mine === searches) say(status, String(error), "error");
+    } finally {
+      if (mine === searches) results.removeAttribute("aria-busy");
+    }
   }
 
   const form = h(
     "form",
     { class: "search-form", onsubmit: (event) => {
       event.preventDefault();
-      if (form.reportValidity()) run().catch((error) => say(status, String(error), "error"));
+      if (form.reportValidity()) search();
     } },
     h("div", { class: "field" }, h("label", { for: "search-collection" }, "Collection"), select),
     h("div", { class: "field grow" }, h("label", { for: "search-text" }, "Describe what you are looking for"), text),

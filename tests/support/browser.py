@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,55 @@ def looks(count: int, start: int = 0) -> list[tuple[str, bytes]]:
     ]
 
 
-def shoot(page: Page, name: str, full_page: bool = True) -> None:
-    """A screenshot once every image on the page has loaded (or failed)."""
+def settle(page: Page) -> None:
+    """Waits until the page is done: nothing on it marked busy (a search or a job the page
+    still waits for: `aria-busy`), then every image loaded (or failed) and decoded, so a
+    screenshot shows what a person would see once the page stops changing. Checking the
+    images alone is not enough: after a second search the first one's tiles, all loaded,
+    are still on the page until the answer replaces them."""
+    page.wait_for_function("""() => !document.querySelector('[aria-busy="true"]')""")
     page.wait_for_function(
         """() => [...document.querySelectorAll("img")].every((img) =>
             img.complete && (img.naturalWidth > 0 || img.classList.contains("broken")))"""
     )
+    # decoding="async" lets a frame be painted before a loaded image is decoded
+    page.evaluate(
+        """() => Promise.all([...document.querySelectorAll("img")]
+            .filter((img) => img.naturalWidth > 0).map((img) => img.decode().catch(() => null)))"""
+    )
+
+
+@contextmanager
+def slow_network(page: Page, latency_ms: int) -> Iterator[None]:
+    """Every request of the page answered `latency_ms` later (Chromium's own throttling), so
+    that what a page shows while it waits stays on screen long enough to be seen."""
+    cdp = page.context.new_cdp_session(page)
+    conditions = {"offline": False, "downloadThroughput": -1, "uploadThroughput": -1}
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {**conditions, "latency": latency_ms})
+    try:
+        yield
+    finally:
+        cdp.send("Network.emulateNetworkConditions", {**conditions, "latency": 0})
+        cdp.detach()
+
+
+def tile_images(page: Page, selector: str) -> list[dict[str, object]]:
+    """Each tile image under `selector`: its name, whether it loaded, its width, if broken."""
+    return page.locator(f"{selector} .tile").evaluate_all(
+        """(tiles) => tiles.map((tile) => {
+            const img = tile.querySelector("img");
+            return { name: tile.querySelector(".name")?.textContent, complete: img.complete,
+                     width: img.naturalWidth, broken: img.classList.contains("broken") };
+        })"""
+    )
+
+
+def shoot(page: Page, name: str, full_page: bool = True) -> None:
+    """A screenshot once the page has settled (see `settle`)."""
+    settle(page)
+    if full_page:  # else the sticky header is drawn where the page was scrolled to
+        page.evaluate("window.scrollTo(0, 0)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
 

@@ -18,8 +18,11 @@ from tests.support.browser import (
     drop_files,
     looks,
     open_page,
+    settle,
     shoot,
     shoot_phone,
+    slow_network,
+    tile_images,
 )
 from tests.support.stack import RunningStack
 
@@ -93,9 +96,43 @@ def test_search_by_keyword_finds_a_filename(page: Page, catalogue: list[str]) ->
     page.get_by_label("Describe what you are looking for").fill("37")
     page.get_by_label("Match").select_option("hybrid")
     page.get_by_role("button", name="Search", exact=True).click()
+    # the keyword answer also starts with look_37.png: wait for this search's own answer
+    expect(page.locator("#results-title")).to_contain_text("“37”")
     expect(page.locator(".results .tile").first.locator(".name")).to_have_text("look_37.png")
     expect(page.locator(".results .tile").first).to_contain_text("keyword")
     shoot(page, "search-keyword")
+
+
+def test_a_quick_second_search_ends_with_its_own_tiles_all_loaded(
+    page: Page, catalogue: list[str]
+) -> None:
+    """The blank tiles once seen in the keyword screenshot: a second search sent as soon as
+    the first one's tiles appear. Its first tile is the same as the first search's, so
+    every check made on the page passed while the first answer was still shown, and the
+    screenshot caught the second answer's tiles as they replaced it, images still loading.
+    Slowed requests hold that moment open; the page must say it is still busy until the
+    answer it shows is the last search's, and then every thumbnail must load."""
+    page.goto("/#/search")
+    page.get_by_label("Collection").select_option(CATALOGUE)
+    text = page.get_by_label("Describe what you are looking for")
+    with slow_network(page, 400):
+        for n in (31, 32, 33):
+            text.fill(f"look_{n}.png")
+            page.get_by_label("Match").select_option("keyword")
+            page.get_by_role("button", name="Search", exact=True).click()
+            expect(page.locator(".results .tile").first.locator(".name")).to_have_text(
+                f"look_{n}.png"
+            )
+            text.fill(str(n))
+            page.get_by_label("Match").select_option("hybrid")
+            page.get_by_role("button", name="Search", exact=True).click()
+            settle(page)
+            expect(page.locator("#results-title")).to_contain_text(f"“{n}”", timeout=1)
+            tiles = tile_images(page, ".results")
+            assert len(tiles) == 10
+            unloaded = [t for t in tiles if not t["complete"] or t["broken"] or not t["width"]]
+            assert not unloaded, unloaded
+    shoot(page, "search-twice")
 
 
 def test_open_a_hit_then_find_similar(page: Page, catalogue: list[str]) -> None:
