@@ -64,7 +64,26 @@ export const getJSON = async (path, options) => (await request(path, options)).j
 export const postJSON = async (path, json, options = {}) =>
   (await request(path, { ...options, method: "POST", json })).json();
 
-export const listCollections = async () => (await getJSON("/v1/collections")).data;
+export const deleteRequest = (path) => request(path, { method: "DELETE" });
+
+// ── paths, spelled as shared/contract/paths.py spells them ─────────────────────────────────
+
+const COLLECTIONS = "/v1/collections";
+const JOBS = "/v1/jobs";
+
+export const paths = {
+  collection: (name) => `${COLLECTIONS}/${encodeURIComponent(name)}`,
+  assets: (name) => `${paths.collection(name)}/assets`,
+  asset: (name, assetId) => `${paths.assets(name)}/${assetId}`,
+  versions: (name) => `${paths.collection(name)}/versions`,
+  version: (name, number) => `${paths.versions(name)}/${number}`,
+  reindex: (name) => `${paths.collection(name)}/reindex`,
+  job: (jobId) => `${JOBS}/${jobId}`,
+  clusters: (jobId) => `${paths.job(jobId)}/clusters`,
+};
+
+export const listCollections = async () => (await getJSON(COLLECTIONS)).data;
+export const getCollection = (name) => getJSON(paths.collection(name));
 
 // ── the contract, read once ────────────────────────────────────────────────────────────────
 
@@ -78,11 +97,25 @@ export async function loadMeta() {
 export const isFinished = (job) => meta.terminal_states.includes(job.state);
 export const isCancellable = (job) => meta.cancellable_states.includes(job.state);
 
+// A request body's JSON schema from the API's OpenAPI document, for the few bounds /v1/meta
+// does not carry (a duplicates threshold is a fraction; meta's bounds are whole numbers).
+let openapi = null;
+
+export async function requestSchema(name) {
+  openapi ??= getJSON("/openapi.json").catch((error) => {
+    openapi = null;
+    throw error;
+  });
+  return (await openapi).components.schemas[name];
+}
+
 // ── jobs ───────────────────────────────────────────────────────────────────────────────────
 
 // Submits a job, holding the answer a few seconds: quick jobs come back finished.
 export const submit = (kind, body, waitSeconds = 0) =>
-  postJSON(`/v1/jobs/${kind}` + (waitSeconds ? `?wait=${waitSeconds}` : ""), body);
+  postJSON(`${JOBS}/${kind}` + (waitSeconds ? `?wait=${waitSeconds}` : ""), body);
+
+export const cancel = (job) => request(`${paths.job(job.id)}/cancel`, { method: "POST" });
 
 // Follows a job to its end through its server-sent events, calling onProgress with each
 // fresh record. EventSource cannot send an Authorization header, so the stream is read with
@@ -90,7 +123,7 @@ export const submit = (kind, body, waitSeconds = 0) =>
 export async function follow(job, onProgress = () => {}, signal) {
   if (isFinished(job)) return job;
   try {
-    const response = await request(`/v1/jobs/${job.id}/events`, { signal });
+    const response = await request(`${paths.job(job.id)}/events`, { signal });
     for await (const { event, data } of serverSentEvents(response)) {
       job = JSON.parse(data);
       if (event === "done") return job;
@@ -100,7 +133,7 @@ export async function follow(job, onProgress = () => {}, signal) {
     if (signal?.aborted) throw error;
   }
   while (!isFinished(job)) {
-    job = await getJSON(`/v1/jobs/${job.id}?wait=30`, { signal });
+    job = await getJSON(`${paths.job(job.id)}?wait=30`, { signal });
     onProgress(job);
   }
   return job;
@@ -140,10 +173,27 @@ export async function upload(file) {
 // ── images ─────────────────────────────────────────────────────────────────────────────────
 
 // An <img> cannot send a header: with a key set, images are fetched with it and shown from
-// object URLs (kept, since thumbnail and content URLs name immutable bytes). Without a key
-// the browser loads and caches them itself.
-const objectUrls = new Map();
+// object URLs (kept, since thumbnail and content URLs name immutable bytes; one fetch per
+// URL, shared by every <img> that asks while it runs). Without a key the browser loads and
+// caches them itself.
+const objectUrls = new Map(); // url → Promise of its object URL
 const KEEP_OBJECT_URLS = 500;
+
+function objectUrl(url) {
+  let src = objectUrls.get(url);
+  if (!src) {
+    src = request(url).then(async (response) => URL.createObjectURL(await response.blob()));
+    // a failure is not kept: a later <img> asks again
+    src.catch(() => objectUrls.get(url) === src && objectUrls.delete(url));
+    objectUrls.set(url, src);
+    if (objectUrls.size > KEEP_OBJECT_URLS) {
+      const [oldest, old] = objectUrls.entries().next().value;
+      objectUrls.delete(oldest);
+      old.then((stale) => URL.revokeObjectURL(stale), () => {});
+    }
+  }
+  return src;
+}
 
 export async function showImage(img, url) {
   img.addEventListener("error", () => img.classList.add("broken"), { once: true });
@@ -152,17 +202,7 @@ export async function showImage(img, url) {
     return;
   }
   try {
-    let src = objectUrls.get(url);
-    if (!src) {
-      src = URL.createObjectURL(await (await request(url)).blob());
-      objectUrls.set(url, src);
-      if (objectUrls.size > KEEP_OBJECT_URLS) {
-        const [oldest, old] = objectUrls.entries().next().value;
-        objectUrls.delete(oldest);
-        URL.revokeObjectURL(old);
-      }
-    }
-    img.src = src;
+    img.src = await objectUrl(url);
   } catch (error) {
     img.classList.add("broken");
     img.title = String(error);

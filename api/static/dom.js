@@ -123,3 +123,58 @@ export function dropZone({ id, text, multiple = false, onFiles }) {
   });
   return zone;
 }
+
+// A progress bar with its label and a line of text beside it (ingest, re-index, duplicates).
+export function meter(id, label) {
+  const progress = h("progress", { id, class: label.toLowerCase(), max: 1, value: 0, "aria-labelledby": `${id}-label` });
+  const text = h("span", { class: "muted" });
+  const row = h("div", { class: "meter" }, h("span", { id: `${id}-label` }, label), progress, text);
+  const show = (job) => {
+    const { total, succeeded, failed } = job.progress;
+    progress.max = Math.max(total, 1);
+    progress.value = succeeded + failed;
+    text.textContent = progressText(job.progress);
+  };
+  return { row, progress, text, show };
+}
+
+// A model as people read it: a checkpoint path by its file name (the whole path in a title).
+export function modelName(model) {
+  return model.startsWith("/") || model.includes("\\") ? model.split(/[\\/]/).pop() : model;
+}
+
+// Asks before something that cannot be undone; resolves true once confirmed. Cancel has the
+// focus, so Enter or Escape pressed without reading does nothing.
+export function confirmAction({ title, text, action }) {
+  const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" },
+    h("form", { method: "dialog", class: "stack" },
+      h("h2", { id: "confirm-title" }, title),
+      h("div", { id: "confirm-text" }, [text].flat().map((line) => h("p", {}, line))),
+      h("div", { class: "row end" },
+        h("button", { value: "cancel", autofocus: true }, "Cancel"),
+        h("button", { value: "confirm", class: "danger solid" }, action))));
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "confirm");
+      dialog.remove();
+    }, { once: true });
+    dialog.showModal();
+  });
+}
+
+// Marks a region busy while `work` runs (and until the last of overlapping runs ends): screen
+// readers wait for it, and so do the browser tests before they look at the page.
+const busyRuns = new WeakMap();
+
+export async function busyWhile(el, work) {
+  busyRuns.set(el, (busyRuns.get(el) ?? 0) + 1);
+  el.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    const left = busyRuns.get(el) - 1;
+    busyRuns.set(el, left);
+    if (!left) el.removeAttribute("aria-busy");
+  }
+}

@@ -1,7 +1,7 @@
 // A prompt plus references (picked hits, or the top hits of a query) to Gemini; the outputs
 // beside their references, each one savable into the collection.
 
-import { follow, getJSON, listCollections, meta, openImage, request, showImage, submit, upload } from "./api.js";
+import { follow, getJSON, listCollections, meta, openImage, paths, request, showImage, submit, upload } from "./api.js";
 import { h, option, say, smallThumb, tile } from "./dom.js";
 import { picks, unpick } from "./picks.js";
 import { openAsset } from "./record.js";
@@ -110,7 +110,7 @@ export async function mount(root) {
 async function showResult(output, spec, job) {
   const { collection } = spec;
   const references = await Promise.all(job.result.references.map((id) =>
-    getJSON(`/v1/collections/${encodeURIComponent(collection)}/assets/${id}`)));
+    getJSON(paths.asset(collection, id))));
   output.replaceChildren(
     h("div", { class: "column" }, h("h2", {}, "References"),
       references.length

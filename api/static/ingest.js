@@ -3,7 +3,7 @@
 // server-sent events drive the progress bar.
 
 import { follow, listCollections, meta, submit, upload } from "./api.js";
-import { bytes, dropZone, h, option, progressText, say } from "./dom.js";
+import { bytes, dropZone, h, meter, option, say } from "./dom.js";
 
 const UPLOADS_IN_FLIGHT = 4;
 let runs = 0; // numbers each run's element ids
@@ -58,20 +58,13 @@ export async function mount(root, params) {
   root.append(h("h1", {}, "Ingest"), form, history);
 }
 
-function bar(id, label) {
-  const progress = h("progress", { id, class: label.toLowerCase(), max: 1, value: 0, "aria-labelledby": `${id}-label` });
-  const text = h("span", { class: "muted" });
-  const row = h("div", { class: "meter" }, h("span", { id: `${id}-label` }, label), progress, text);
-  return { row, progress, text };
-}
-
 async function ingest(files, collection, view) {
   const refused = []; // {name, code, message}
   const uploaded = []; // {name, upload_id}
   const status = h("p", { class: "status", role: "status" });
   const run = ++runs;
-  const up = bar(`upload-${run}`, "Upload");
-  const embed = bar(`embed-${run}`, "Embed");
+  const up = meter(`upload-${run}`, "Upload");
+  const embed = meter(`embed-${run}`, "Embed");
   view.dataset.state = "uploading";
   view.append(h("h2", {}, `${files.length} ${files.length === 1 ? "file" : "files"} into ${collection}`),
     up.row, embed.row, status);
@@ -97,15 +90,9 @@ async function ingest(files, collection, view) {
     view.dataset.state = "embedding";
     try {
       job = await submit("embed", { collection, items: uploaded.map((u) => ({ upload_id: u.upload_id })) });
-      const show = (fresh) => {
-        const { total, succeeded, failed } = fresh.progress;
-        embed.progress.max = Math.max(total, 1);
-        embed.progress.value = succeeded + failed;
-        embed.text.textContent = progressText(fresh.progress);
-      };
-      show(job);
-      job = await follow(job, show);
-      show(job);
+      embed.show(job);
+      job = await follow(job, embed.show);
+      embed.show(job);
     } catch (error) {
       say(status, String(error), "error");
     }

@@ -1,6 +1,6 @@
 // Collections with their counts and model; a collection's assets, page by page.
 
-import { getJSON, listCollections } from "./api.js";
+import { getJSON, listCollections, paths } from "./api.js";
 import { h, ingestFirst, say, tile } from "./dom.js";
 import { openAsset } from "./record.js";
 
@@ -40,12 +40,16 @@ async function pages(section, collection) {
   const grid = h("ul", { class: "grid" });
   const previous = h("button", { type: "button", onclick: () => show(index - 1) }, "Previous page");
   const next = h("button", { type: "button", onclick: () => show(index + 1) }, "Next page");
-  section.append(title, status, grid, h("nav", { class: "row pager", "aria-label": "Pages of assets" }, previous, next));
+  const named = `collection=${encodeURIComponent(collection.name)}`;
+  const upkeep = h("p", { class: "row upkeep" },
+    h("a", { href: `#/duplicates?${named}` }, "Find duplicates"),
+    h("a", { href: `#/reindex?${named}` }, "Re-index or see versions"));
+  section.append(title, upkeep, status, grid, h("nav", { class: "row pager", "aria-label": "Pages of assets" }, previous, next));
 
   async function show(at) {
     say(status, "Loading…");
     const cursor = cursors[at];
-    const path = `/v1/collections/${encodeURIComponent(collection.name)}/assets`;
+    const path = paths.assets(collection.name);
     let page;
     try {
       page = await getJSON(cursor ? `${path}?cursor=${cursor}` : path);

@@ -3,13 +3,15 @@
 
 import { apiKey, loadMeta, onKeyNeeded } from "./api.js";
 import { h, say } from "./dom.js";
+import * as duplicates from "./duplicates.js";
 import * as generate from "./generate.js";
 import * as ingest from "./ingest.js";
 import * as jobs from "./jobs.js";
 import * as library from "./library.js";
+import * as reindex from "./reindex.js";
 import * as search from "./search.js";
 
-const PAGES = { search, library, ingest, generate, jobs };
+const PAGES = { search, library, ingest, generate, jobs, reindex, duplicates };
 const main = document.getElementById("main");
 let leave = () => {};
 
@@ -44,7 +46,7 @@ async function route() {
     if (link.getAttribute("href") === `#/${name}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = `${name[0].toUpperCase()}${name.slice(1)} · assetrag`;
+  document.title = `${PAGES[name].title ?? name[0].toUpperCase() + name.slice(1)} · assetrag`;
   const page = h("div", { class: "page", "data-page": name });
   main.replaceChildren(page);
   try {

@@ -1,12 +1,9 @@
 // An asset's record in a dialog: preview, metadata, lineage and source, with "find similar"
 // and "use as reference".
 
-import { getJSON, meta, openImage, resized, showImage } from "./api.js";
+import { getJSON, meta, openImage, paths, resized, showImage } from "./api.js";
 import { h, say, shortId, smallThumb, when } from "./dom.js";
 import { pick } from "./picks.js";
-
-const assetPath = (collection, assetId) =>
-  `/v1/collections/${encodeURIComponent(collection)}/assets/${assetId}`;
 
 export async function openAsset(collection, assetId) {
   const dialog = document.getElementById("asset-dialog");
@@ -14,7 +11,7 @@ export async function openAsset(collection, assetId) {
   dialog.replaceChildren(status);
   if (!dialog.open) dialog.showModal();
   try {
-    const asset = await getJSON(assetPath(collection, assetId));
+    const asset = await getJSON(paths.asset(collection, assetId));
     dialog.replaceChildren(await render(collection, asset, dialog));
     dialog.querySelector("h2").focus();
   } catch (error) {
@@ -80,7 +77,7 @@ async function render(collection, asset, dialog) {
 async function lineageOf(collection, lineage, dialog) {
   const references = await Promise.all(
     (lineage.references || []).map((id) =>
-      getJSON(assetPath(collection, id)).catch(() => ({ asset_id: id, missing: true }))),
+      getJSON(paths.asset(collection, id)).catch(() => ({ asset_id: id, missing: true }))),
   );
   return h("section", { class: "lineage" },
     h("h3", {}, "Lineage"),
