@@ -67,6 +67,14 @@ def reindex(collection: str) -> str:
     return f"{PREFIX}:reindex:{collection}"
 
 
+REINDEX_PATTERN = reindex("*")
+
+
+def reindex_lock(collection: str) -> str:
+    """Held while a collection's re-index mark and the version it names change together."""
+    return f"{PREFIX}:reindex-lock:{collection}"
+
+
 def job_work(job_id: str) -> str:
     """The job's outstanding work: work id → the task carrying it and who started it."""
     return f"{job(job_id)}:work"

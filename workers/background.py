@@ -19,6 +19,10 @@ keeps it to one at a time across the fleet):
    past `ASSETRAG_TASK_TIMEOUT_S`, its items fail (`work_lost`, `work_timed_out`) so the job
    ends. Work is idempotent (content-hash ids, batches counted once), so a slow but living
    worker that finishes too stores nothing twice.
+3. **Re-indexes that stopped short.** A re-index whose job ended without its swap (failed,
+   cancelled, abandoned in step 2, its record expired) has the version it was building
+   dropped and its mark lifted (workers/reindex.py `sweep`), so no half-built version stays
+   listed and writers stop writing it.
 
 ## Webhooks
 
@@ -55,6 +59,7 @@ from shared.heartbeats import HEARTBEAT_PERIOD_S
 from shared.jobs.records import START, UPSTREAM_RUNNER, WorkEntry
 from shared.rules import check_webhook_url
 from shared.tasks import EMBED_BATCH, GENERATE_ITEMS, QUEUES, QueuedTask, TaskQueue, decode
+from workers import reindex
 from workers.context import WorkerContext
 from workers.embed import fail_items
 from workers.generate_batch import poll_batches
@@ -75,9 +80,11 @@ class Round:
     restored: list[str] = field(default_factory=list)
     resent: list[tuple[str, str]] = field(default_factory=list)
     abandoned: list[tuple[str, str, str]] = field(default_factory=list)
+    # re-index jobs whose half-built version was dropped
+    reindexes_cleaned: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.restored or self.resent or self.abandoned)
+        return bool(self.restored or self.resent or self.abandoned or self.reindexes_cleaned)
 
 
 def run_round(ctx: WorkerContext, restore: Callable[[str], None]) -> Round:
@@ -85,14 +92,16 @@ def run_round(ctx: WorkerContext, restore: Callable[[str], None]) -> Round:
     done = Round()
     done.restored = restore_orphans(ctx.redis, restore)
     audit_quiet_jobs(ctx, done)
+    done.reindexes_cleaned = reindex.sweep(ctx)
     if done:
         log.warning(
             "watchdog: gave back %d orphaned message(s), sent %d lost task(s) again, "
-            "failed %d piece(s) of work: %s",
+            "failed %d piece(s) of work: %s; dropped the versions of %d stopped re-index(es)",
             len(done.restored),
             len(done.resent),
             len(done.abandoned),
             done.abandoned,
+            len(done.reindexes_cleaned),
         )
     return done
 
@@ -179,7 +188,8 @@ def abandon(
         ctx.jobs.complete_batch(job_id, work_id, 0, errors, {})
     elif name == EMBED_BATCH:
         fail_items(ctx, job_id, work_id, args[2], error)
-    else:  # a job's first or last step, or its Gemini batch
+    else:  # a job's first or last step, its Gemini batch, or a re-index batch (a version
+        # missing a batch is never swapped in: this round's sweep drops it)
         ctx.jobs.fail(job_id, error.code, error.message)
 
 

@@ -6,19 +6,29 @@ so nothing stored during the job is missing from the version swapped in. The re-
 last step compares the two versions before the swap for writes that raced the mark. After
 the swap the mark stays a while (`GRACE_S`): a writer that read the collection just before
 the swap still writes the new version as well. A mark whose job ended without a swap
-(failed, cancelled, expired) counts for nothing.
+(failed, cancelled, abandoned, expired) counts for nothing from that moment, and is
+`stopped`: workers/reindex.py drops the version it names and lifts it, under the
+collection's `lock`, which the plan (mark and version made) and the swap hold too, so a
+version is never dropped while it is being made or swapped in.
 """
 
 from __future__ import annotations
 
 import redis
 from pydantic import BaseModel
+from redis.lock import Lock
 
 from shared import keys
 from shared.contract import ACTIVE_STATES, JobState
 from shared.jobs.store import JobStore
 
 GRACE_S = 600
+# A re-index job in these states still builds its version (a cancelling one finishes the
+# work it started).
+LIVE_STATES = ACTIVE_STATES | {JobState.cancelling}
+# Longer than any step taken under a collection's lock (making a version on a server takes
+# seconds), so a holder that died frees it.
+LOCK_TIMEOUT_S = 120
 
 
 class ReindexMark(BaseModel):
@@ -60,12 +70,33 @@ class ReindexMarks:
         return None if raw is None else ReindexMark.model_validate_json(raw)
 
     def _alive(self, mark: ReindexMark) -> bool:
-        return self.jobs.state(mark.job_id) in ACTIVE_STATES | {JobState.cancelling}
+        return self.job_alive(mark.job_id)
+
+    def job_alive(self, job_id: str) -> bool:
+        """The job has not ended (a cancelling one still finishes its started work)."""
+        return self.jobs.state(job_id) in LIVE_STATES
+
+    def lock(self, collection: str, wait_s: float = LOCK_TIMEOUT_S) -> Lock:
+        """The collection's re-index lock (`with` it; LockError when not had in `wait_s`)."""
+        return self.redis.lock(
+            keys.reindex_lock(collection), timeout=LOCK_TIMEOUT_S, blocking_timeout=wait_s
+        )
+
+    def marked(self) -> list[str]:
+        """Every collection (by its stored name) that carries a mark."""
+        prefix = keys.reindex("")
+        found = self.redis.scan_iter(match=keys.REINDEX_PATTERN, count=100)
+        return sorted(name.decode().removeprefix(prefix) for name in found)
 
     def running(self, collection: str) -> ReindexMark | None:
         """The re-index still building this collection's next version, if any."""
         mark = self._get(collection)
         return mark if mark is not None and not mark.swapped and self._alive(mark) else None
+
+    def stopped(self, collection: str) -> ReindexMark | None:
+        """The mark of a re-index that ended without its swap, if the collection has one."""
+        mark = self._get(collection)
+        return mark if mark is not None and not (mark.swapped or self._alive(mark)) else None
 
     def for_writers(self, collection: str) -> ReindexMark | None:
         """The version a writer must write as well: one being built, or one just swapped in."""

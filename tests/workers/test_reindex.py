@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from shared import keys
 from shared.contract import JobKind, JobState, ReindexResult, SearchResult
 from shared.jobs.store import JobStore
 from shared.milvus.reindexing import ReindexMark, ReindexMarks
@@ -16,6 +17,8 @@ from shared.settings import Settings
 from shared.tasks import PLAN_REINDEX, REINDEX_BATCH, SWAP_REINDEX
 from tests.support.images import write_images
 from tests.support.inline import HANDLERS, run_embed, run_queued, submit, take
+from workers import reindex
+from workers.background import run_round
 from workers.context import WorkerContext, build_context
 from workers.encoders import EncoderCache
 
@@ -128,6 +131,138 @@ def test_a_missing_original_is_an_item_error_and_the_rest_swap(
     [error] = job.errors
     assert error.code == "content_not_found" and first.asset_id in error.message
     assert ctx.vectors.get_collection("lib").count == 2
+
+
+def start_reindex(ctx: WorkerContext, model: Path) -> tuple[str, list[tuple[str, list]]]:
+    """A re-index of `lib` planned and its first batch run; returns the job and the other
+    batches' messages, taken off the queue."""
+    job_id = submit(ctx, JobKind.reindex, {"collection": "lib", "model": str(model)})
+    [(name, args)] = take(ctx)
+    HANDLERS[name](ctx, *args)
+    first, *rest = take(ctx)
+    HANDLERS[REINDEX_BATCH](ctx, *first[1])
+    scope = ctx.scoped(None)
+    assert [v.version for v in scope.versions("lib")] == [1, 2]
+    assert ctx.reindexing.running("lib") is not None
+    return job_id, rest
+
+
+def assert_cleaned(ctx: WorkerContext, old_ids: list[str]) -> None:
+    """Version 1 alone, answering searches; no mark left, so writers write version 1 only."""
+    scope = ctx.scoped(None)
+    assert [(v.version, v.current) for v in scope.versions("lib")] == [(1, True)]
+    assert not ctx.redis.exists(keys.reindex("lib"))
+    assert ctx.reindexing.for_writers("lib") is None
+    assert search_asset(ctx, old_ids[3])[0] == old_ids[3]
+
+
+def test_a_reindex_whose_batch_the_watchdog_abandons_drops_its_version(
+    ctx: WorkerContext, library: Path, other_clip: Path
+) -> None:
+    embed_dir(ctx, library, "lost", 12)
+    old_ids = ctx.scoped(None).asset_ids("lib")
+    ctx.settings = ctx.settings.model_copy(update={"work_quiet_s": 0.0, "work_attempts": 1})
+    job_id, _ = start_reindex(ctx, other_clip)  # the second batch's message is lost
+    assert search_asset(ctx, old_ids[0])[0] == old_ids[0], "version 1 answers mid-way"
+
+    first = run_round(ctx, restore=lambda tag: None)
+    assert first.resent == [(job_id, "b1")] and not first.reindexes_cleaned
+    take(ctx)  # lost again: the watchdog gives up on it, the job fails, its version goes
+    second = run_round(ctx, restore=lambda tag: None)
+    assert second.abandoned == [(job_id, "b1", "work_lost")]
+    assert second.reindexes_cleaned == [job_id]
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.state == JobState.failed, job
+    assert_cleaned(ctx, old_ids)
+    assert not run_round(ctx, restore=lambda tag: None), "nothing left to clean"
+
+    # the collection can be re-indexed again, into a version 2 of its own
+    again = submit(ctx, JobKind.reindex, {"collection": "lib", "model": str(other_clip)})
+    run_queued(ctx)
+    job = ctx.jobs.get(again)
+    assert job is not None and job.state == JobState.completed, job
+    assert ctx.vectors.get_collection("lib").count == 12
+    assert [(v.version, v.current) for v in ctx.scoped(None).versions("lib")] == [
+        (1, False),
+        (2, True),
+    ]
+
+
+def test_a_cancelled_reindex_drops_its_version(
+    ctx: WorkerContext, library: Path, other_clip: Path
+) -> None:
+    embed_dir(ctx, library, "cancel", 12)
+    old_ids = ctx.scoped(None).asset_ids("lib")
+    job_id, rest = start_reindex(ctx, other_clip)
+    assert ctx.jobs.cancel(job_id) == JobState.cancelled  # the API's cancel: b1 not started
+    [(name, args)] = rest
+    HANDLERS[name](ctx, *args)  # its message still arrives, and finds the job ended
+    assert ctx.jobs.state(job_id) == JobState.cancelled
+    assert_cleaned(ctx, old_ids)
+    embed_dir(ctx, library, "after", 2, start=200)
+    assert ctx.scoped(None).count("lib", 1) == 14
+
+
+def test_a_reindex_cancelled_while_a_batch_runs_ends_when_it_does_and_drops_its_version(
+    ctx: WorkerContext, library: Path, other_clip: Path
+) -> None:
+    embed_dir(ctx, library, "running", 12)
+    old_ids = ctx.scoped(None).asset_ids("lib")
+    job_id, [(_, args)] = start_reindex(ctx, other_clip)
+    assert ctx.jobs.start_work(job_id, "b1", "elsewhere")  # b1 runs on another worker
+    assert ctx.jobs.cancel(job_id) == JobState.cancelling
+    HANDLERS[REINDEX_BATCH](ctx, *args)  # b1's redelivery: dropped, and the job ends
+    assert ctx.jobs.state(job_id) == JobState.cancelled
+    assert_cleaned(ctx, old_ids)
+
+
+def test_a_reindex_failed_at_the_swap_drops_its_version(
+    ctx: WorkerContext, library: Path, other_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embed_dir(ctx, library, "swap", 12)
+    old_ids = ctx.scoped(None).asset_ids("lib")
+    job_id, rest = start_reindex(ctx, other_clip)
+    HANDLERS[REINDEX_BATCH](ctx, *rest[0][1])
+    [(name, args)] = take(ctx)
+    assert name == SWAP_REINDEX
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("Milvus went away mid catch-up")
+
+    monkeypatch.setattr(reindex, "catch_up", broken)
+    reindex.swap_or_fail(ctx, *args)  # as the worker runs the swap
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.state == JobState.failed, job
+    assert job.error is not None and "mid catch-up" in job.error.message
+    assert_cleaned(ctx, old_ids)
+
+
+def test_a_mark_left_by_an_expired_record_is_swept(
+    ctx: WorkerContext, library: Path, other_clip: Path
+) -> None:
+    embed_dir(ctx, library, "expired", 12)
+    old_ids = ctx.scoped(None).asset_ids("lib")
+    job_id, _ = start_reindex(ctx, other_clip)
+    ctx.redis.delete(*keys.job_parts(job_id))  # its record expired while its mark stood
+    assert reindex.sweep(ctx) == [job_id]
+    assert_cleaned(ctx, old_ids)
+
+
+def test_a_version_the_alias_moved_to_is_kept_when_its_job_ends(
+    ctx: WorkerContext, library: Path, other_clip: Path
+) -> None:
+    embed_dir(ctx, library, "moved", 12)
+    job_id, rest = start_reindex(ctx, other_clip)
+    HANDLERS[REINDEX_BATCH](ctx, *rest[0][1])
+    ctx.scoped(None).swap("lib", 2)  # the swap moved the alias, then its worker died
+    ctx.jobs.fail(job_id, "work_lost", "the swap's task was lost")
+    assert reindex.sweep(ctx) == []
+    assert [(v.version, v.current) for v in ctx.scoped(None).versions("lib")] == [
+        (1, False),
+        (2, True),
+    ]
+    mark = ctx.reindexing.for_writers("lib")
+    assert mark is not None and mark.swapped, "whole, so kept: writers write both a while"
 
 
 def test_marks_let_one_reindex_build_a_collection(redis_client: redis.Redis) -> None:
