@@ -62,7 +62,7 @@ STATUS: dict[ErrorCode, int] = {
     E.redis_unavailable: 503,
     E.blob_store_unavailable: 503,
     E.option_not_supported: 422,
-    E.webhook_not_configured: 503,
+    E.webhook_not_configured: 422,
     E.job_not_finished: 409,
     E.unsupported_url: 422,
     E.unresolvable_host: 422,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from shared import keys
+from shared.redis_client import connect_async
 
 log = logging.getLogger("assetrag.events")
 RECHECK_S = 1.0
@@ -68,7 +69,7 @@ class JobEvents:
 
     async def _listen(self) -> None:
         while True:
-            client = aioredis.Redis.from_url(self.redis_url)
+            client = connect_async(self.redis_url)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(keys.EVENTS_PATTERN)

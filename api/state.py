@@ -9,6 +9,7 @@ import redis.asyncio
 from api.events import JobEvents
 from shared.heartbeats import WorkerHeartbeat
 from shared.ratelimit import RateLimiter
+from shared.redis_client import connect_async
 from shared.services import Services
 from shared.settings import Settings
 
@@ -24,7 +25,7 @@ class AppState(Services):
     def open(cls, settings: Settings) -> AppState:
         """Opened inside the lifespan: the asyncio client binds to the server's event loop."""
         parts = Services.connect(settings)
-        aredis = redis.asyncio.Redis.from_url(settings.redis_url)
+        aredis = connect_async(settings.redis_url)
         return cls(
             **parts,
             aredis=aredis,

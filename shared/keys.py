@@ -53,8 +53,14 @@ def job_clusters(job_id: str) -> str:
 
 
 def job_items(job_id: str) -> str:
-    """A generate job's per-item results: item index → what it made (JSON)."""
+    """A generate job's items as recorded: item index → what it came to (JSON: its result,
+    errors, the images it hands on to be saved, its attempts and usage)."""
     return f"{job(job_id)}:items"
+
+
+def job_claims(job_id: str) -> str:
+    """Generate items sent to Gemini: item index → attempts so far."""
+    return f"{job(job_id)}:claims"
 
 
 def job_batch(job_id: str) -> str:
@@ -92,6 +98,7 @@ def job_parts(job_id: str) -> list[str]:
         job_clusters(job_id),
         job_items(job_id),
         job_batch(job_id),
+        job_claims(job_id),
     ]
 
 

@@ -14,6 +14,7 @@ from shared.jobs.store import JobStore
 from shared.milvus.gateway import VectorStore
 from shared.milvus.reindexing import ReindexMarks
 from shared.milvus.write_marks import WriteMarks
+from shared.redis_client import connect
 from shared.settings import Settings
 from shared.sources import UploadRegistry
 from shared.tasks import TaskQueue, make_celery
@@ -35,7 +36,7 @@ class Services:
     @staticmethod
     def connect(settings: Settings) -> dict[str, Any]:
         """The constructor arguments of a Services (or subclass) for these settings."""
-        client = redis.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url)
         blobs = open_blob_store(settings)
         expiry = BlobExpiry(client, blobs)
         jobs = JobStore(client, settings.job_ttl_s)

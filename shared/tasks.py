@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import redis
 from celery import Celery
 
+from shared.redis_client import broker_transport_options
 from shared.settings import Settings
 
 QUEUES = ("embed", "query", "generate", "default")
@@ -67,6 +68,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
+            **broker_transport_options(),
             "visibility_timeout": settings.visibility_timeout_s,
             # kombu sweeps for abandoned (unacked, timed-out) messages only every
             # interval x throttle seconds (100 s by default); sweep every interval instead.

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.blobs import asset_key
 from shared.contract import (
     EmbedItem,
     EmbedRequest,
@@ -188,8 +187,9 @@ def save_generated(
     saves: list[dict[str, Any]],
     completion: dict[str, Any],
 ) -> None:
-    """Generated images into their collection, encoded here (a generate worker runs no model):
-    their originals are stored already, by content hash, so a redelivery stores them once.
+    """Generated images into their collection, encoded here (a generate worker runs no model),
+    read from where the job keeps them; stored by content hash, so a redelivery stores them
+    once.
     Then the generate work they came from ends as it would have (workers/generation.py)."""
     if not ctx.jobs.start_work(job_id, work_id, ctx.name):
         return
@@ -201,7 +201,7 @@ def save_generated(
         ctx.decode_pool.map(
             lambda s: decode_asset(
                 ctx,
-                ctx.blobs.get(asset_key(s.asset_id)),
+                ctx.blobs.get(s.content_key),
                 s.filename,
                 s.source,
                 s.metadata,

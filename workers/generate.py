@@ -19,14 +19,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from shared import keys
-from shared.contract import (
-    GeneratedItem,
-    GenerateRequest,
-    GenerateResult,
-    Progress,
-)
+from shared.contract import GenerateRequest, GenerateResult, Progress
 from shared.errors import CodedError
-from shared.gemini import GenerationError
 from shared.jobs.records import START, THEN
 from shared.milvus.tenants import TenantVectors
 from shared.tasks import FINISH_GENERATE, GENERATE_ITEMS, RESOLVE_REFERENCES, RUN_GENERATE
@@ -44,7 +38,9 @@ from workers.generation import (
     reference_ids,
     report,
     resolved_references,
+    run_once,
     settle_item,
+    summed,
 )
 
 log = logging.getLogger("assetrag.generate")
@@ -81,15 +77,19 @@ def run_item(
     index: int,
     resolved: dict[int, list[str]],
 ) -> ItemOutcome:
-    """One item, interactively: references → `count` Gemini calls → kept images."""
+    """One item, interactively, once: references → `count` Gemini calls → kept images."""
     item = request.generations()[index]
     references = reference_ids(item, index, resolved)
-    try:
-        reference_images = load_references(ctx, scope, request.collection, references)
-    except CodedError as exc:
-        return ItemOutcome(index, errors=[exc.item_error(index, f"item:{index}")])
-    outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
-    return settle_item(ctx, job_id, request, index, item, references, outcomes)
+
+    def attempt(number: int) -> ItemOutcome:
+        try:
+            reference_images = load_references(ctx, scope, request.collection, references)
+        except CodedError as exc:
+            return ItemOutcome(index=index, errors=[exc.item_error(index, f"item:{index}")])
+        outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
+        return settle_item(ctx, job_id, request, index, item, references, outcomes, number)
+
+    return run_once(ctx, job_id, index, attempt)
 
 
 def run_generate(ctx: WorkerContext, job_id: str, work_id: str = START) -> None:
@@ -122,11 +122,15 @@ def run_single(
     except CodedError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return
-    outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
-    done = settle_item(ctx, job_id, request, 0, item, references, outcomes)
+
+    def attempt(number: int) -> ItemOutcome:
+        outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
+        return settle_item(ctx, job_id, request, 0, item, references, outcomes, number)
+
+    done = run_once(ctx, job_id, 0, attempt)
     if done.result is None:
-        first = next(o for o in outcomes if isinstance(o, GenerationError))
-        ctx.jobs.fail(job_id, first.code, str(first))
+        first = done.errors[0]
+        ctx.jobs.fail(job_id, first.code, first.message)
         return
     failed = len(done.errors)
     result = GenerateResult(
@@ -134,9 +138,9 @@ def run_single(
         text=done.result.text,
         references=references,
         model=done.model or ctx.settings.gemini_model,
+        usage=done.usage,
     )
     progress = Progress(total=item.count, succeeded=item.count - failed, failed=failed)
-    ctx.jobs.put_item(job_id, 0, done.result)
     completion = Completion(result=result, progress=progress, errors=done.errors)
     end_work(ctx, job_id, work_id, done.saves, completion)
 
@@ -188,7 +192,7 @@ def _guarded(
     try:
         return run_item(ctx, scope, job_id, request, index, resolved)
     except CodedError as exc:
-        return ItemOutcome(index, errors=[exc.item_error(index, f"item:{index}")])
+        return ItemOutcome(index=index, errors=[exc.item_error(index, f"item:{index}")])
 
 
 def finish_generate(ctx: WorkerContext, job_id: str) -> None:
@@ -196,7 +200,9 @@ def finish_generate(ctx: WorkerContext, job_id: str) -> None:
     if not ctx.jobs.start_work(job_id, THEN, ctx.name):
         return
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
-    items = [GeneratedItem.model_validate(raw) for _, raw in sorted(ctx.jobs.items(job_id).items())]
+    recorded = sorted(ctx.jobs.claims.all_recorded(job_id).items())
+    outcomes = [ItemOutcome.model_validate_json(raw) for _, raw in recorded]
+    items = [o.result for o in outcomes if o.result is not None]
     batch = ctx.jobs.ledger.info(job_id) if request.mode == "batch" else {}
     result = GenerateResult(
         images=[image for item in items for image in item.images],
@@ -205,6 +211,7 @@ def finish_generate(ctx: WorkerContext, job_id: str) -> None:
         model=ctx.settings.gemini_model,
         mode=request.mode,
         items=items,
+        usage=summed(o.usage for o in outcomes),
         batch=batch.get("name"),
         batch_state=batch.get("state"),
     )

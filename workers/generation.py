@@ -4,9 +4,14 @@ images, its Gemini calls, its images kept with the job, and how its work ends.
 No model runs here, so a generate worker never loads torch:
 - a reference query is answered before the item runs, on a query worker
   (`workers/generate.py`: `resolve_queries`), and read back here;
-- images saved into a collection are stored as originals under their content hash (their
-  asset ids are known at once), and their encoding is handed to the embed workers, in one
-  batch per piece of work (`SAVE_GENERATED`); the work is counted when they are searchable.
+- images saved into a collection are kept with the job under deterministic keys, their
+  asset ids (content hashes) known at once, and their encoding is handed to the embed
+  workers, in one batch per piece of work (`SAVE_GENERATED`), which store the originals; the
+  work is counted when they are searchable.
+
+Paid once: each item is claimed (its attempt number) before it calls Gemini and recorded
+(shared/jobs/claims.py) before its task is acknowledged, so a redelivered task re-sends only
+the items whose answers a crash lost, and their records say `attempts: 2`.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from shared import contract, keys
-from shared.blobs import asset_key, generated_key
+from shared.blobs import generated_key
 from shared.contract import (
     IMAGES_PER_ITEM,
     ErrorCode,
@@ -31,9 +37,11 @@ from shared.contract import (
     GenerateResult,
     ItemError,
     Progress,
+    Usage,
 )
 from shared.errors import NotFound
 from shared.gemini import GenerationError, GenerationOutput, ImageBytes
+from shared.gemini.pricing import price_per_image
 from shared.images import downscale, sniff_image
 from shared.milvus.tenants import TenantVectors
 from shared.tasks import SAVE_GENERATED
@@ -45,9 +53,11 @@ RESOLVED_FIELD = "resolved"  # the job record's field holding each item's search
 
 
 class SaveAsset(BaseModel):
-    """A generated image to become an asset: its original is stored already, by content hash."""
+    """A generated image to become an asset: kept with the job at `content_key`, its asset id
+    the hash of those bytes."""
 
     asset_id: str
+    content_key: str
     filename: str
     source: str
     metadata: dict[str, Any]
@@ -122,16 +132,57 @@ async def generate_variants(
     return outcomes  # type: ignore[return-value]
 
 
-@dataclass
-class ItemOutcome:
-    """What one item came to: its result (None when it made no image), its errors, and the
-    images it hands on to be saved into the collection."""
+class ItemOutcome(BaseModel):
+    """What one item came to, as its record keeps it: its result (None when it made no
+    image), its errors, the images it hands on to be saved, its Gemini usage."""
 
     index: int
     result: GeneratedItem | None = None
     model: str | None = None
-    errors: list[ItemError] = field(default_factory=list)
-    saves: list[SaveAsset] = field(default_factory=list)
+    errors: list[ItemError] = []
+    saves: list[SaveAsset] = []
+    usage: Usage = Usage()
+
+
+def run_once(
+    ctx: WorkerContext, job_id: str, index: int, call: Callable[[int], ItemOutcome]
+) -> ItemOutcome:
+    """The item's recorded outcome; or, when none is recorded, the item claimed for another
+    attempt, `call(attempt)` run (it calls Gemini) and what it came to recorded."""
+    recorded = ctx.jobs.claims.recorded(job_id, [index]).get(index)
+    if recorded is not None:
+        return ItemOutcome.model_validate_json(recorded)
+    outcome = call(ctx.jobs.claims.claim(job_id, index))
+    keep_outcome(ctx, job_id, outcome)
+    return outcome
+
+
+def keep_outcome(ctx: WorkerContext, job_id: str, outcome: ItemOutcome) -> None:
+    ctx.jobs.claims.record(job_id, outcome.index, outcome.model_dump_json())
+
+
+def item_usage(
+    model: str, item: GenerateItem, attempt: int, returned: int, batch: bool
+) -> Usage:
+    """This attempt's `count` calls and what they returned, plus the calls of the attempts a
+    crash lost (made, and assumed billed: one image each)."""
+    lost = item.count * (attempt - 1)
+    billed = returned + lost
+    price = price_per_image(model, item.image_size, batch)
+    return Usage(
+        calls=item.count * attempt,
+        images_returned=returned,
+        images_billed=billed,
+        estimated_cost_usd=None if price is None else round(billed * price, 6),
+    )
+
+
+def summed(usages: Iterable[Usage]) -> Usage:
+    """Items' usage added up: a job's."""
+    total = Usage()
+    for usage in usages:
+        total = total.plus(usage)
+    return total
 
 
 @dataclass
@@ -150,8 +201,9 @@ def keep_images(
     references: list[str],
     model: str,
 ) -> Kept:
-    """Keeps each image with the job (it expires with it) and, when asked, stores its
-    original for the collection, with its lineage, to be saved by the embed workers."""
+    """Keeps each image with the job (it expires with it; its key is the same on every
+    attempt, so a re-sent item leaves no blob behind) and, when asked, hands it on, with its
+    lineage, to be saved into the collection by the embed workers."""
     if len(images) > IMAGES_PER_ITEM:
         log.warning(
             "job %s item %d: %d images, keeping %d", job_id, index, len(images), IMAGES_PER_ITEM
@@ -171,11 +223,12 @@ def keep_images(
         entry = _keep_with_job(ctx, job_id, index, number, image)
         kept.entries.append(entry)
         if request.save_to_collection:
-            entry.asset_id = _store_original(ctx, image.data)
+            entry.asset_id = hashlib.sha256(image.data).hexdigest()
             ext = entry.mime_type.split("/")[-1]
             kept.saves.append(
                 SaveAsset(
                     asset_id=entry.asset_id,
+                    content_key=generated_key(job_id, number),
                     filename=f"generated-{job_id}-{number}.{ext}",
                     source=f"generated:{job_id}",
                     metadata={**item.metadata, "generated": True, "lineage": lineage},
@@ -201,15 +254,6 @@ def _keep_with_job(
     )
 
 
-def _store_original(ctx: WorkerContext, data: bytes) -> str:
-    """The image's original under its content hash (its asset id), once."""
-    asset_id = hashlib.sha256(data).hexdigest()
-    key = asset_key(asset_id)
-    if not ctx.blobs.exists(key):
-        ctx.blobs.put(key, data)
-    return asset_id
-
-
 def settle_item(
     ctx: WorkerContext,
     job_id: str,
@@ -218,13 +262,14 @@ def settle_item(
     item: GenerateItem,
     references: list[str],
     outcomes: list[Outcome],
+    attempt: int = 1,
 ) -> ItemOutcome:
-    """Keeps an item's images and says what it came to; a variant's failure is an error of
-    the item, which still succeeds when another variant made an image."""
+    """Keeps an item's images and says what it came to (on its `attempt`); a variant's failure
+    is an error of the item, which still succeeds when another variant made an image."""
     outputs = [o for o in outcomes if isinstance(o, GenerationOutput)]
     failures = [(v, o) for v, o in enumerate(outcomes) if isinstance(o, GenerationError)]
     # The single form counts its variants as its items, as it did before items existed.
-    done = ItemOutcome(index)
+    done = ItemOutcome(index=index)
     done.errors = [
         ItemError(
             index=index if request.bulk else v,
@@ -234,10 +279,12 @@ def settle_item(
         )
         for v, e in failures
     ]
+    images = [image for output in outputs for image in output.images]
+    model = outputs[0].model if outputs else None
+    done.model = model or ctx.settings.gemini_model
+    done.usage = item_usage(done.model, item, attempt, len(images), request.mode == "batch")
     if not outputs:
         return done
-    done.model = outputs[0].model or ctx.settings.gemini_model
-    images = [image for output in outputs for image in output.images]
     kept = keep_images(ctx, job_id, request, index, item, images, references, done.model)
     done.saves = kept.saves
     done.result = GeneratedItem(
@@ -246,6 +293,8 @@ def settle_item(
         text="\n".join(o.text for o in outputs if o.text),
         references=references,
         metadata=item.metadata,
+        attempts=attempt,
+        usage=done.usage,
     )
     return done
 
@@ -263,11 +312,8 @@ def first_result(ctx: WorkerContext, request: GenerateRequest) -> GenerateResult
 
 
 def report(ctx: WorkerContext, job_id: str, work_id: str, outcomes: list[ItemOutcome]) -> int:
-    """Keeps each item's result, then counts the work once (after its images are saved, when
-    there are any to save); returns how many items made an image."""
-    for outcome in outcomes:
-        if outcome.result is not None:
-            ctx.jobs.put_item(job_id, outcome.index, outcome.result)
+    """Counts the work once (after its images are saved, when there are any to save); its
+    items were recorded as each ended. Returns how many items made an image."""
     succeeded = sum(o.result is not None for o in outcomes)
     completion = Completion(
         succeeded=succeeded,

@@ -53,7 +53,11 @@ def _check(state: AppState, name: str, data: bytes, tenant: str | None) -> Store
     ),
 )
 async def upload_files(
-    files: Annotated[list[UploadFile], File(description="one or many image files")],
+    files: Annotated[
+        list[UploadFile],
+        # required, one at least: without any the request is refused (422 invalid_request)
+        File(min_length=1, description="one or many image files (at least one)"),
+    ],
     caller: CallerDep,
 ) -> UploadsResponse:
     """Every file is checked before any is stored: one bad file refuses the request whole."""

@@ -120,8 +120,18 @@ async function showResult(output, spec, job) {
         : h("p", { class: "muted" }, "None: the prompt alone.")),
     h("div", { class: "column wide" }, h("h2", {}, `Outputs from ${job.result.model}`),
       h("ul", { class: "outputs" }, job.result.images.map((image, n) => outputTile(spec, job, image, n))),
-      job.result.text ? h("p", { class: "muted" }, "The model said: ", job.result.text) : null),
+      job.result.text ? h("p", { class: "muted" }, "The model said: ", job.result.text) : null,
+      usageLine(job.result.usage)),
   );
+}
+
+// What the job asked of Gemini and what it cost (a crash's re-sent calls included).
+function usageLine(usage) {
+  if (!usage) return null;
+  const cost = usage.estimated_cost_usd == null ? "" : `, about $${usage.estimated_cost_usd.toFixed(3)}`;
+  return h("p", { class: "muted usage" },
+    `Gemini: ${usage.calls} call(s), ${usage.images_returned} image(s) returned, ` +
+    `${usage.images_billed} billed${cost}`);
 }
 
 function outputTile(spec, job, image, n) {

@@ -22,6 +22,7 @@ from shared.contract import (
     Job,
     JobKind,
     JobState,
+    Usage,
 )
 
 commands = typer.Typer()
@@ -190,6 +191,15 @@ def generate(
         _save_outputs(cli, client, job.id, job.result, output)
 
 
+def usage_line(usage: Usage) -> str:
+    """What the job asked of Gemini and cost, on one line."""
+    cost = "" if usage.estimated_cost_usd is None else f", about ${usage.estimated_cost_usd:.3f}"
+    return (
+        f"usage: {usage.calls} Gemini call(s), {usage.images_returned} image(s) returned, "
+        f"{usage.images_billed} billed{cost}"
+    )
+
+
 def _save_bulk(cli: CliContext, client: AssetragClient, job: Job, output: Path | None) -> None:
     """Every item's images and the results file into one folder."""
     if job.error is not None:
@@ -214,6 +224,8 @@ def _save_bulk(cli: CliContext, client: AssetragClient, job: Job, output: Path |
         f"{job.state.value}: {p.succeeded} of {p.total} item(s) made images, {p.failed} failed; "
         f"saved to {escape(str(folder))}/"
     )
+    if isinstance(job.result, GenerateResult):
+        cli.console.print(usage_line(job.result.usage))
     if job.state != JobState.completed or p.succeeded == 0:
         raise typer.Exit(EXIT_JOB_FAILED)
 
@@ -235,6 +247,7 @@ def _save_outputs(
         cli.console.print(f"text: {escape(result.text)}")
     cli.console.print(f"references: {escape(', '.join(result.references)) or '-'}")
     cli.console.print(f"model: {escape(result.model)}")
+    cli.console.print(usage_line(result.usage))
     if not images:
         cli.err.print("[yellow]the model returned no image[/yellow]")
         raise typer.Exit(EXIT_JOB_FAILED)

@@ -75,6 +75,7 @@ from shared.contract.generate import (
     GenerateRequest,
     GenerateResult,
     ImageSize,
+    Usage,
     generated_image_number,
 )
 from shared.contract.jobs import (
@@ -199,6 +200,7 @@ __all__ = [
     "GeneratedImage",
     "GeneratedItem",
     "ImageSize",
+    "Usage",
     "generated_image_number",
     # collections: versions, re-indexing, assets, duplicates
     "CLUSTERS_SHOWN",

@@ -168,6 +168,32 @@ class GeneratedImage(BaseModel):
     item: int = Field(default=0, description="the index of the item that made it")
 
 
+class Usage(BaseModel):
+    """What Gemini was asked for and what it cost: per item, and summed on the job. A call
+    whose answer a crash lost was made (and is assumed billed) all the same."""
+
+    calls: int = Field(default=0, description="Gemini calls made, re-sent ones included")
+    images_returned: int = Field(default=0, description="images Gemini's answers carried")
+    images_billed: int = Field(
+        default=0,
+        description="images paid for: those returned, plus one per call whose answer was lost",
+    )
+    estimated_cost_usd: float | None = Field(
+        default=None,
+        description="images billed at the model's price per image (docs/generation.md); "
+        "None for a model without a known price",
+    )
+
+    def plus(self, other: Usage) -> Usage:
+        costs = [c for c in (self.estimated_cost_usd, other.estimated_cost_usd) if c is not None]
+        return Usage(
+            calls=self.calls + other.calls,
+            images_returned=self.images_returned + other.images_returned,
+            images_billed=self.images_billed + other.images_billed,
+            estimated_cost_usd=round(sum(costs), 6) if costs else None,
+        )
+
+
 class GeneratedItem(BaseModel):
     """What one item of a generate job made (a line of its results file)."""
 
@@ -176,6 +202,10 @@ class GeneratedItem(BaseModel):
     text: str = ""
     references: list[str] = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
+    attempts: int = Field(
+        default=1, description="times the item was sent to Gemini (2: a crash lost the first)"
+    )
+    usage: Usage = Field(default_factory=Usage)
 
 
 class GenerateResult(Result):
@@ -187,6 +217,7 @@ class GenerateResult(Result):
     items: list[GeneratedItem] | None = Field(
         default=None, description="per item, for a job submitted with items"
     )
+    usage: Usage = Field(default_factory=Usage, description="the job's Gemini calls and cost")
     batch: str | None = Field(default=None, description="the Gemini batch (mode batch)")
     batch_state: str | None = Field(
         default=None,

@@ -10,6 +10,13 @@ SDK maps its ``BATCH_STATE_*`` to ``JOB_STATE_*``. Finished inline batches carry
 "response" | "error"}`` read through ``files.download``. The Batch and Files APIs live under
 v1beta (the SDK defaults to v1), so this client asks for v1beta. Inline requests are limited
 to 20 MB in all.
+
+Cleaning up: ``files.delete(name=)`` deletes an uploaded input file (Gemini answers 403 or 404
+for one already gone). A results file (``files/batch-{batch id}``) cannot be deleted: Gemini's
+DeleteFileRequest refuses file ids over 40 characters, and a batch id alone is 36
+(googleapis/python-genai#1759, open); the Files API drops every file after 48 hours anyway.
+``batches.list`` takes no filter on the Gemini API (google-genai raises for ``filter`` outside
+Vertex), so finding a batch by its display name reads every page, as does ``files.list``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ BATCH_DONE_STATES = frozenset(
 )
 BATCH_API_VERSION = "v1beta"
 DEFAULT_INLINE_LIMIT_BYTES = 19 * 1024 * 1024
+GONE_FILE_STATUSES = frozenset({403, 404})  # Gemini's answer to a file that is not there
+LIST_PAGE_SIZE = 100
 
 
 @dataclass
@@ -84,6 +93,11 @@ class BatchRequest:
 
 
 BatchOutcome = GenerationOutput | GenerationError
+
+
+def input_file_name(display_name: str) -> str:
+    """The display name of a batch's input file, by which one left behind is found again."""
+    return f"{display_name}.jsonl"
 
 
 class GeminiBatches:
@@ -127,11 +141,36 @@ class GeminiBatches:
                 ErrorCode.upstream_error, f"{what}: {exc or type(exc).__name__}"
             ) from exc
 
-    def create(self, requests: list[BatchRequest], display_name: str) -> tuple[str, bool]:
-        """Sends the requests as one batch; returns its name and whether it went as a file."""
+    def goes_as_file(self, requests: list[BatchRequest]) -> bool:
+        return sum(r.approximate_bytes() for r in requests) > self.inline_limit_bytes
+
+    def upload(self, requests: list[BatchRequest], display_name: str) -> str | None:
+        """Uploads the requests as a batch's JSON Lines input file, named
+        ``{display_name}.jsonl``, when they are over the inline limit; returns the file's name
+        (None: they go inline)."""
+        if not self.goes_as_file(requests):
+            return None
+        lines = "\n".join(r.file_line() for r in requests).encode() + b"\n"
+        uploaded = self._call(
+            "uploading the batch's input file",
+            lambda c: c.files.upload(
+                file=io.BytesIO(lines),
+                config=types.UploadFileConfig(
+                    mime_type="application/jsonl", display_name=input_file_name(display_name)
+                ),
+            ),
+        )
+        return str(uploaded.name)
+
+    def create(
+        self, requests: list[BatchRequest], display_name: str, input_file: str | None = None
+    ) -> tuple[str, bool]:
+        """Sends the requests as one batch (from `input_file` when given, else inline, or
+        through an input file uploaded here above the inline limit); returns its name and
+        whether it went as a file."""
         config = types.CreateBatchJobConfig(display_name=display_name)
-        size = sum(r.approximate_bytes() for r in requests)
-        if size <= self.inline_limit_bytes:
+        source = input_file or self.upload(requests, display_name)
+        if source is None:
             inlined = [
                 types.InlinedRequest(
                     model=self.model,
@@ -146,21 +185,42 @@ class GeminiBatches:
                 lambda c: c.batches.create(model=self.model, src=inlined, config=config),
             )
             return str(job.name), False
-        lines = "\n".join(r.file_line() for r in requests).encode() + b"\n"
-        uploaded = self._call(
-            "uploading the batch's input file",
-            lambda c: c.files.upload(
-                file=io.BytesIO(lines),
-                config=types.UploadFileConfig(
-                    mime_type="application/jsonl", display_name=f"{display_name}.jsonl"
-                ),
-            ),
-        )
         job = self._call(
             "creating the batch",
-            lambda c: c.batches.create(model=self.model, src=str(uploaded.name), config=config),
+            lambda c: c.batches.create(model=self.model, src=source, config=config),
         )
         return str(job.name), True
+
+    def find(self, display_name: str) -> list[tuple[str, str]]:
+        """The batches upstream of this display name, as (name, state)."""
+        return self._call(
+            "listing the batches",
+            lambda c: [
+                (str(job.name), enum_str(job.state) or "JOB_STATE_UNSPECIFIED")
+                for job in c.batches.list(config={"page_size": LIST_PAGE_SIZE})
+                if job.display_name == display_name
+            ],
+        )
+
+    def input_files(self, display_name: str) -> list[str]:
+        """The uploaded input files of the batch of this display name (any left behind)."""
+        wanted = input_file_name(display_name)
+        return self._call(
+            "listing the files",
+            lambda c: [
+                str(file.name)
+                for file in c.files.list(config={"page_size": LIST_PAGE_SIZE})
+                if file.display_name == wanted
+            ],
+        )
+
+    def delete_file(self, name: str) -> None:
+        """Deletes an uploaded file; one already gone is fine."""
+        try:
+            self._call("deleting the file", lambda c: c.files.delete(name=name))
+        except GenerationError as exc:
+            if exc.status not in GONE_FILE_STATUSES:
+                raise
 
     def state(self, name: str) -> str:
         job = self._call("reading the batch", lambda c: c.batches.get(name=name))

@@ -1,6 +1,13 @@
 """The Gemini batch ledger: which jobs run as a Gemini batch, the batch's name and state, and
 the work that collects its answers. The job's batch is found again here after any crash, so
-it is never created twice."""
+it is never created twice, and a batch the job no longer wants is cancelled and its input
+file deleted even when the worker that sent it died.
+
+The batch's fields beside the job (`info`): `creating` (when a worker set out to create it:
+written before anything goes to Gemini), `input_file` (its uploaded input, written before the
+batch is created from it), `name` and `input` (once created), then what `await_upstream`
+records; `cancel_sent`, `collect_sent` and `input_deleted` mark those steps done. A job stays
+in the poller's set (`waiting`) from `creating` until nothing is left to do for its batch."""
 
 from __future__ import annotations
 
@@ -59,6 +66,19 @@ class BatchLedger:
 
         return self.replace_start(job_id, fields, {work_id: entry}, [], record_batch, start=start)
 
+    def intend(self, job_id: str) -> None:
+        """Notes that a batch is about to be created for the job, before anything goes to
+        Gemini: whatever a crash leaves upstream is then looked for by the batch's display
+        name, by the redelivered task or, once the job has ended, by the poller."""
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job_batch(job_id), "creating", str(time.time()))
+        pipe.sadd(keys.GEMINI_BATCHES, job_id)
+        pipe.execute()
+
+    def wait(self, job_id: str) -> None:
+        """Leaves the job's batch to the poller (something is still to be done for it)."""
+        self.redis.sadd(keys.GEMINI_BATCHES, job_id)
+
     def wait_again(self, job_id: str, work_id: str, name: str) -> None:
         """Gives started upstream work back to the batch poller (its answers could not be
         read this time); the work's attempts so far are kept."""
@@ -70,6 +90,7 @@ class BatchLedger:
         )
         pipe = self.redis.pipeline()
         pipe.hset(keys.job_work(job_id), work_id, entry.dump())
+        pipe.hdel(keys.job_batch(job_id), "collect_sent")
         pipe.sadd(keys.GEMINI_BATCHES, job_id)
         pipe.execute()
 

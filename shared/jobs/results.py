@@ -9,6 +9,7 @@ in a cancelled job, else the job's error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,7 +97,11 @@ def _generate_lines(jobs: JobStore, job: Job) -> Iterator[ResultLine]:
         result = job.result.model_dump(mode="json") if job.result else None
         yield _whole(job, 0, result)
         return
-    items = jobs.items(job.id)
+    items = {
+        index: result
+        for index, raw in jobs.claims.all_recorded(job.id).items()
+        if (result := json.loads(raw).get("result")) is not None
+    }
     errors = _first_errors(jobs, job.id)
     for index in range(len(request.generations())):
         if index in items:

@@ -44,6 +44,7 @@ from shared.contract import (
 from shared.errors import CodedError
 from shared.jobs import scripts as job_scripts
 from shared.jobs.audit import JobAudit
+from shared.jobs.claims import ItemClaims
 from shared.jobs.ledger import BatchLedger
 from shared.jobs.outbox import WebhookOutbox
 from shared.jobs.records import (
@@ -97,6 +98,7 @@ class JobStore:
         self.ledger = BatchLedger(client, self.replace_start)
         self.outbox = WebhookOutbox(client)
         self.audit = JobAudit(client)
+        self.claims = ItemClaims(client)
 
     # ── creating ───────────────────────────────────────────────────────────────────────────
 
@@ -360,13 +362,6 @@ class JobStore:
         return [Cluster.model_validate_json(item) for item in raw]
 
     # ── generate jobs: per-item results and Gemini batches ─────────────────────────────────
-
-    def put_item(self, job_id: str, index: int, item: BaseModel) -> None:
-        self.redis.hset(keys.job_items(job_id), str(index), item.model_dump_json())
-
-    def items(self, job_id: str) -> dict[int, dict[str, Any]]:
-        raw = self.redis.hgetall(keys.job_items(job_id))
-        return {int(text(k)): json.loads(v) for k, v in raw.items()}
 
     def all_errors(self, job_id: str) -> list[ItemError]:
         raw = self.redis.lrange(keys.job_errors(job_id), 0, -1)

@@ -287,6 +287,7 @@ def test_generate_saves_numbered_images_and_converts_suffixes(run: Run, tmp_path
     assert made.exit_code == 0, made.output
     assert (tmp_path / "out-1.png").exists() and (tmp_path / "out-2.png").exists()
     assert "references:" in made.output and "model: gemini-3.1-flash-image" in made.output
+    assert "usage: 2 Gemini call(s), 2 image(s) returned, 2 billed, about $0.134" in made.output
     jpeg = tmp_path / "one.jpg"
     converted = run("generate", "a mug", "-c", "g1", "--save", "-o", str(jpeg))
     assert converted.exit_code == 0, converted.output

@@ -30,11 +30,17 @@ The Batch API, as google-genai speaks it (v1beta): ``POST models/{model}:batchGe
 with inline requests or an input file's name (uploaded through the Files API's resumable
 protocol: ``POST upload/{version}/files``, then the upload URL it gives), ``GET
 batches/{id}``, ``POST batches/{id}:cancel``, and results inline or as a file read through
-``GET files/{id}:download?alt=media``. A batch is ``BATCH_STATE_PENDING``, then ``RUNNING``
-after ``batch_running_after_s``, then ``SUCCEEDED`` after ``batch_done_after_s``; each request
-inside it is answered as ``generateContent`` would (so magic words give per-request errors
-and safety blocks); a request with ``[batch:hold]`` keeps its batch running until cancelled.
-``batch_requests``, ``batch_cancels`` and ``uploaded_files`` record what came.
+``GET files/{id}:download?alt=media``; ``GET batches`` and ``GET files`` list them (paged, no
+filter, as Gemini's API does), ``DELETE files/{id}`` deletes a file. A batch is
+``BATCH_STATE_PENDING``, then ``RUNNING`` after ``batch_running_after_s``, then ``SUCCEEDED``
+after ``batch_done_after_s``; each request inside it is answered as ``generateContent`` would
+(so magic words give per-request errors and safety blocks); a request with ``[batch:hold]``
+keeps its batch running until cancelled.
+``batch_requests``, ``batch_cancels``, ``uploaded_files`` and ``deleted_files`` record what came;
+``live_files()`` lists the files not deleted. As at Google, a results file is named
+``files/batch-{batch id}`` (batch ids are 36 characters), and deleting it is refused with 400
+INVALID_ARGUMENT because its id is over 40 characters (googleapis/python-genai#1759); deleting
+a file that is not there answers 403 PERMISSION_DENIED, as Google does.
 Control endpoints: ``POST /_control`` with ``{"queue": ["fail:503", "slow:1", ...]}`` makes the
 next requests (one entry each, in order) behave as if those magic words were in their prompt;
 ``GET /_requests`` returns the recorded requests as JSON; ``POST /_reset`` clears everything.
@@ -73,6 +79,9 @@ _BATCH_RE = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+)(?P<cancel>:
 _UPLOAD_START_RE = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
 _UPLOAD_RE = re.compile(r"^/_upload/(?P<id>[A-Za-z0-9]+)$")
 _DOWNLOAD_RE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/:]+):download$")
+_FILE_RE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/:]+)$")
+_LIST_RE = re.compile(r"^/(?P<version>[^/]+)/(?P<what>batches|files)$")
+_FILE_ID_LIMIT = 40  # Google refuses longer file ids in DeleteFileRequest
 _MAGIC_RE = re.compile(r"\[(?P<word>[a-z-]+)(?::(?P<arg>[^\]]*))?\]")
 
 _STATUS_NAMES = {
@@ -230,7 +239,9 @@ class FakeGemini:
         self.batches: dict[str, FakeBatch] = {}
         self.batch_cancels: list[str] = []
         self.files: dict[str, bytes] = {}
+        self.file_records: dict[str, dict[str, Any]] = {}  # the File resource, by name
         self.uploaded_files: list[str] = []
+        self.deleted_files: list[str] = []
         self._uploads: dict[str, dict[str, Any]] = {}
 
     # lifecycle -----------------------------------------------------------------------------
@@ -281,7 +292,9 @@ class FakeGemini:
             self.batches.clear()
             self.batch_cancels.clear()
             self.files.clear()
+            self.file_records.clear()
             self.uploaded_files.clear()
+            self.deleted_files.clear()
             self._uploads.clear()
 
     def queue(self, *behaviours: str) -> None:
@@ -458,7 +471,7 @@ class FakeGemini:
                 requests.append((None, entry.get("metadata") or {}, entry["request"]))
         if not requests:
             return 400, _error(400, "a batch needs requests")
-        name = f"batches/{secrets.token_hex(8)}"
+        name = f"batches/{secrets.token_hex(18)}"  # 36 characters, as Google's are
         fake = FakeBatch(
             name=name,
             model=model,
@@ -488,7 +501,7 @@ class FakeGemini:
             return 200, {}
         return 200, self._operation(fake)
 
-    def _operation(self, fake: FakeBatch) -> dict[str, Any]:
+    def _operation(self, fake: FakeBatch, with_output: bool = True) -> dict[str, Any]:
         state = fake.state(self.batch_running_after_s, self.batch_done_after_s)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fake.created))
         metadata: dict[str, Any] = {
@@ -501,8 +514,9 @@ class FakeGemini:
             "updateTime": stamp,
             "batchStats": {"requestCount": str(len(fake.requests))},
         }
-        if state == "BATCH_STATE_SUCCEEDED" or (
-            state == "BATCH_STATE_CANCELLED" and fake.output is not None
+        if with_output and (
+            state == "BATCH_STATE_SUCCEEDED"
+            or (state == "BATCH_STATE_CANCELLED" and fake.output is not None)
         ):
             metadata["output"] = self._output(fake)
         return {"name": fake.name, "metadata": metadata, "done": state in _DONE_BATCH_STATES}
@@ -524,10 +538,9 @@ class FakeGemini:
                 answer["metadata"] = metadata
             answers.append(answer)
         if fake.from_file:
-            name = f"files/out-{secrets.token_hex(6)}"
+            name = f"files/batch-{fake.name.removeprefix('batches/')}"
             data = "".join(json.dumps(a) + "\n" for a in answers).encode()
-            with self._lock:
-                self.files[name] = data
+            self._keep_file(name, data, f"{fake.display_name} results", "GENERATED")
             output: dict[str, Any] = {"responsesFile": name}
         else:
             output = {"inlinedResponses": {"inlinedResponses": answers}}
@@ -546,17 +559,79 @@ class FakeGemini:
             meta = self._uploads.pop(upload_id, None)
             if meta is None:
                 return None
-            name = f"files/{upload_id}"
-            self.files[name] = data
-            self.uploaded_files.append(name)
-        return {
+            self.uploaded_files.append(f"files/{upload_id}")
+        name = f"files/{upload_id}"
+        # google-genai 3.6 sends the File with snake_case names, which Google's parser takes too
+        display_name = meta.get("displayName") or meta.get("display_name")
+        mime_type = meta.get("mimeType") or meta.get("mime_type")
+        return self._keep_file(name, data, display_name, "UPLOADED", mime_type)
+
+    def _keep_file(
+        self,
+        name: str,
+        data: bytes,
+        display_name: str | None,
+        source: str,
+        mime_type: str | None = None,
+    ) -> dict[str, Any]:
+        record = {
             "name": name,
-            "displayName": meta.get("displayName"),
-            "mimeType": meta.get("mimeType") or "application/octet-stream",
+            "displayName": display_name,
+            "mimeType": mime_type or "application/octet-stream",
             "sizeBytes": str(len(data)),
             "state": "ACTIVE",
-            "source": "UPLOADED",
+            "source": source,
         }
+        with self._lock:
+            self.files[name] = data
+            self.file_records[name] = record
+        return record
+
+    def delete_file(self, file_id: str) -> tuple[int, dict[str, Any]]:
+        name = f"files/{file_id}"
+        if len(file_id) > _FILE_ID_LIMIT:
+            message = (
+                "* DeleteFileRequest.name: File ID (name excluding 'files/') cannot be more "
+                f"than {_FILE_ID_LIMIT} characters.\n"
+            )
+            return 400, _error(400, message)
+        with self._lock:
+            if self.files.pop(name, None) is None:
+                message = (
+                    f"You do not have permission to access the File {file_id} or it may not exist."
+                )
+                return 403, _error(403, message)
+            self.file_records.pop(name, None)
+            self.deleted_files.append(name)
+        return 200, {}
+
+    def live_files(self, display_name: str | None = None) -> list[str]:
+        """The files not deleted (those of one display name, if given)."""
+        with self._lock:
+            return [
+                name
+                for name, record in self.file_records.items()
+                if display_name is None or record.get("displayName") == display_name
+            ]
+
+    def listing(self, what: str, query: str) -> tuple[int, dict[str, Any]]:
+        """One page of ``GET batches`` or ``GET files`` (``pageSize``, ``pageToken``)."""
+        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        size = max(1, int(params.get("pageSize") or 10))
+        start = int(params.get("pageToken") or 0)
+        if what == "batches":
+            with self._lock:
+                batches = list(self.batches.values())
+            rows = [self._operation(b, with_output=False) for b in batches]
+            key = "operations"
+        else:
+            with self._lock:
+                rows = [dict(r) for r in self.file_records.values()]
+            key = "files"
+        page: dict[str, Any] = {key: rows[start : start + size]} if rows else {}
+        if start + size < len(rows):
+            page["nextPageToken"] = str(start + size)
+        return 200, page
 
 
 _DONE_BATCH_STATES = frozenset(
@@ -652,6 +727,10 @@ def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             elif match := _BATCH_RE.match(path):
                 if self._authorised():
                     self._send(*fake.get_batch(match.group("id"), cancel=False))
+            elif match := _LIST_RE.match(path):
+                if self._authorised():
+                    query = self.path.partition("?")[2]
+                    self._send(*fake.listing(match.group("what"), query))
             elif match := _DOWNLOAD_RE.match(path):
                 if not self._authorised():
                     return
@@ -660,6 +739,15 @@ def _make_handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                     self._send(404, _error(404, f"no file {match.group('id')}"))
                 else:
                     self._send_raw(200, data, {"Content-Type": "application/octet-stream"})
+            else:
+                self._send(404, _error(404, f"Method not found: {self.path}"))
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            path = self.path.split("?", 1)[0]
+            self._body()  # read any body, so the kept-alive connection stays in step
+            if match := _FILE_RE.match(path):
+                if self._authorised():
+                    self._send(*fake.delete_file(match.group("id")))
             else:
                 self._send(404, _error(404, f"Method not found: {self.path}"))
 

@@ -170,6 +170,9 @@ def test_generate_from_picked_hits(page: Page, catalogue: list[str], fake_gemini
     expect(outputs).to_have_count(2)
     expect(outputs.locator("img")).to_have_count(2)
     expect(outputs.get_by_text(f"Saved to {CATALOGUE}")).to_have_count(2)
+    expect(page.locator(".output .usage")).to_have_text(
+        "Gemini: 2 call(s), 2 image(s) returned, 2 billed, about $0.134"
+    )
     references = page.locator(".output .grid .tile .name")
     assert sorted(references.all_inner_texts()) == sorted(picked)
     requests = fake_gemini.requests_for(prompt)

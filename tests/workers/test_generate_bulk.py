@@ -279,7 +279,8 @@ def test_webhooks_need_a_secret(settings: Settings) -> None:
             "/v1/jobs/generate",
             json={"collection": COLLECTION, "prompt": "x", "webhook": "https://example.com/h"},
         )
-    assert response.status_code == 503
+    # a request this server will never take: a 4xx, not a 5xx that clients retry for ever
+    assert response.status_code == 422
     assert response.json()["error"]["code"] == "webhook_not_configured"
 
 
@@ -330,8 +331,8 @@ def test_a_job_cancelled_while_its_batch_is_sent_cancels_the_batch(
     send = batches.create
     ids: list[str] = []
 
-    def send_then_cancel(requests: Any, display_name: str) -> tuple[str, bool]:
-        made = send(requests, display_name)
+    def send_then_cancel(requests: Any, display_name: str, **options: Any) -> tuple[str, bool]:
+        made = send(requests, display_name, **options)
         assert client.post(f"/v1/jobs/{ids[0]}/cancel").json()["state"] == "cancelling"
         return made
 
@@ -384,3 +385,78 @@ def test_a_redelivered_first_task_sends_no_second_batch(
     assert len(mine) == 1
     follow_batch(ctx, created["id"])
     assert job(client, created["id"])["progress"]["succeeded"] == 2
+
+
+def test_a_redelivered_group_resends_only_the_items_a_crash_lost(
+    client: TestClient, ctx: WorkerContext, fake_gemini: FakeGemini
+) -> None:
+    """Item 0 was answered and recorded before the crash; item 1 was claimed and sent, and its
+    answer lost; item 2 had not started. The group's task, delivered again, sends item 1 (its
+    attempt 2) and item 2, never item 0; usage counts every call, the lost one too."""
+    from shared.contract import GenerateRequest
+    from shared.gemini.pricing import price_per_image
+    from shared.tasks import GENERATE_ITEMS
+    from tests.support.inline import take
+    from workers.generate import run_item
+    from workers.tasks import HANDLERS
+
+    ctx.encoder()  # a worker has loaded the model: its dimension is known
+    made = client.post("/v1/collections", json={"name": "paid"})
+    assert made.status_code in (200, 201), made.text
+    items = [{"prompt": f"paid once {n}"} for n in range(3)]
+    created = submit(client, collection="paid", items=items, save_to_collection=True)
+    job_id = created["id"]
+    [(name, args)] = take(ctx)
+    HANDLERS[name](ctx, *args)  # the plan: one group of three items
+    [(name, args)] = take(ctx)
+    assert name == GENERATE_ITEMS and args[2] == [0, 1, 2]
+    # the first delivery, up to the crash
+    assert ctx.jobs.start_work(job_id, args[1], "dead-worker")
+    request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
+    run_item(ctx, ctx.scoped(None), job_id, request, 0, {})
+    assert ctx.jobs.claims.claim(job_id, 1) == 1  # sent; the answer died with the worker
+    # delivered again
+    HANDLERS[name](ctx, *args)
+    run_queued(ctx)
+    done = job(client, job_id)
+    assert done["state"] == "completed", done
+    assert [len(fake_gemini.requests_for(f"paid once {n}")) for n in range(3)] == [1, 1, 1]
+    by_index = {item["index"]: item for item in done["result"]["items"]}
+    assert [by_index[n]["attempts"] for n in range(3)] == [1, 2, 1]
+    price = price_per_image("gemini-3.1-flash-image", None, batch=False)
+    assert price is not None
+    assert by_index[1]["usage"] == {
+        "calls": 2,
+        "images_returned": 1,
+        "images_billed": 2,
+        "estimated_cost_usd": round(2 * price, 6),
+    }
+    usage = done["result"]["usage"]
+    assert (usage["calls"], usage["images_returned"], usage["images_billed"]) == (4, 3, 4)
+    assert usage["estimated_cost_usd"] == pytest.approx(4 * price)
+    lines = results(client, job_id)
+    assert [line["result"]["attempts"] for line in lines] == [1, 2, 1]
+    # each image saved once, its asset id the one its item reports
+    saved = [image["asset_id"] for item in done["result"]["items"] for image in item["images"]]
+    assert len(set(saved)) == 3
+    assert client.get("/v1/collections/paid").json()["count"] == 3
+    for asset_id in saved:
+        assert client.get(f"/v1/collections/paid/assets/{asset_id}").status_code == 200
+
+
+def test_a_redelivered_single_prompt_is_not_paid_twice(
+    client: TestClient, ctx: WorkerContext, fake_gemini: FakeGemini
+) -> None:
+    from tests.support.inline import take
+    from workers.tasks import HANDLERS
+
+    created = submit(client, prompt="single paid once", count=2)
+    [(name, args)] = take(ctx)
+    HANDLERS[name](ctx, *args)
+    HANDLERS[name](ctx, *args)  # delivered again after it ran: the job has ended
+    run_queued(ctx)
+    done = job(client, created["id"])
+    assert done["state"] == "completed", done
+    assert len(fake_gemini.requests_for("single paid once")) == 2
+    assert done["result"]["usage"]["calls"] == 2
+    assert done["result"]["usage"]["images_billed"] == 2
