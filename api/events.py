@@ -20,6 +20,7 @@ from shared.redis_client import connect_async
 
 log = logging.getLogger("assetrag.events")
 RECHECK_S = 1.0
+CANCEL_AGAIN_S = 0.1
 
 
 class Changes(asyncio.Event):
@@ -41,10 +42,17 @@ class JobEvents:
         self._task = asyncio.create_task(self._listen(), name="assetrag-job-events")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is None:
+            return
+        # redis-py's asyncio pub/sub can swallow a cancellation that lands while it connects
+        # or subscribes, and go on listening (redis/redis-py#2028 and its kin; seen with 8.1
+        # as a lifespan that never ended): cancel again until the task is done.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_S)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     @contextlib.asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[Changes]:
