@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from tests.support.images import write_images
 from tests.support.stack import RunningStack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def embed_hosts(stack: RunningStack) -> list[str]:

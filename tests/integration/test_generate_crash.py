@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,18 +15,10 @@ import pytest
 from tests.support.fake_gemini import FakeGemini
 from tests.support.images import make_image
 from tests.support.stack import RunningStack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["lite"], indirect=True)]
 QUICK, SLOW = 16, 8
-
-
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkill_the_generate_worker_mid_job(stack: RunningStack, fake_gemini: FakeGemini) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -14,6 +13,7 @@ import pytest
 
 from tests.support.images import make_image
 from tests.support.stack import RunningStack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["lite"], indirect=True)]
 NO_MODEL = "/nonexistent/no-such-clip-model.pt"
@@ -21,15 +21,6 @@ NO_MODEL = "/nonexistent/no-such-clip-model.pt"
 
 def generate_hosts(stack: RunningStack) -> list[str]:
     return list(stack.client.get("/readyz").json()["queues"].get("generate", []))
-
-
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def torch_libraries(pid: int) -> list[str]:

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,20 +21,12 @@ from cli.stack import Stack, Supervisor
 from tests.support.fake_gemini import FakeGemini
 from tests.support.redis_server import RestartableRedis
 from tests.support.stack import OUTPUT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 QUICK = 4
 SLOW = 4
 SLOW_S = 4.0
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import contextlib
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,12 @@ import pytest
 
 from tests.support.images import make_image
 from tests.support.stack import RunningStack, embed, upload
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 COLLECTION = "rxcrash"
 IMAGES = 160  # ten re-index batches of 16: seconds of work on the tiny models
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from cli.stack import Stack, free_port
 from tests.support.http import serve_http
 from tests.support.images import make_image
 from tests.support.stack import OUTPUT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 DB = 4  # a Redis database of its own (the shared stack uses 0, unit tests 1)
@@ -48,15 +49,6 @@ class Fleet:
     data_dirs: list[Path]
     metrics: dict[str, int]
     log_dir: Path
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from shared import tasks
-from shared.contract import JobKind
+from shared.contract import TERMINAL_STATES, JobKind
 from shared.tasks import QUEUES, TaskQueue, decode
 from workers.context import WorkerContext
 from workers.tasks import HANDLERS
@@ -128,3 +128,16 @@ class SharedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         pass
+
+
+def follow_batch(ctx: WorkerContext, job_id: str, timeout_s: float = 20) -> None:
+    """What the default workers' batch poller does, and the tasks it sends, until the job has
+    ended."""
+    from workers.generate_batch import poll_batches
+
+    deadline = time.monotonic() + timeout_s
+    while ctx.jobs.state(job_id) not in TERMINAL_STATES:
+        assert time.monotonic() < deadline, ctx.jobs.get(job_id)
+        poll_batches(ctx)
+        run_queued(ctx)
+        time.sleep(0.1)

@@ -4,7 +4,6 @@ wants it cancelled upstream, whatever crashed or failed in between."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from shared.contract import ErrorCode, GenerateRequest, JobState
 from shared.gemini import GenerationError
 from shared.settings import Settings
 from tests.support.fake_gemini import FakeGemini
-from tests.support.inline import run_queued
+from tests.support.inline import follow_batch, run_queued
 from workers.context import WorkerContext, build_context
 from workers.generate import run_generate
 from workers.generate_batch import poll_batches, submit_batch
@@ -64,16 +63,6 @@ def submit(client: TestClient, *prompts: str) -> str:
 
 def cancel(client: TestClient, job_id: str) -> None:
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
-
-
-def follow_batch(ctx: WorkerContext, job_id: str, timeout_s: float = 20) -> None:
-    """What the default workers' poller does, until the job has ended."""
-    deadline = time.monotonic() + timeout_s
-    while ctx.jobs.state(job_id) not in (JobState.completed, JobState.failed, JobState.cancelled):
-        assert time.monotonic() < deadline, ctx.jobs.get(job_id)
-        poll_batches(ctx)
-        run_queued(ctx)
-        time.sleep(0.1)
 
 
 def batches_of(fake: FakeGemini, job_id: str) -> list[str]:

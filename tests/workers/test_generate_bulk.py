@@ -14,15 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared import keys, webhooks
-from shared.contract import JobState
 from shared.settings import Settings
 from tests.support.fake_gemini import FakeGemini
 from tests.support.http import receive_posts
 from tests.support.images import make_image
-from tests.support.inline import run_queued
+from tests.support.inline import follow_batch, run_queued
 from workers.background import backoff_s, deliver_due
 from workers.context import WorkerContext, build_context
-from workers.generate_batch import poll_batches
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="  # base64 of b"secret-key-for-tests"
 COLLECTION = "bulk"
@@ -72,16 +70,6 @@ def results(client: TestClient, job_id: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/x-ndjson")
     return [json.loads(line) for line in response.text.splitlines()]
-
-
-def follow_batch(ctx: WorkerContext, job_id: str, timeout_s: float = 20) -> None:
-    """What the default workers' poller does, until the job's batch is collected."""
-    deadline = time.monotonic() + timeout_s
-    while ctx.jobs.state(job_id) not in (JobState.completed, JobState.failed, JobState.cancelled):
-        assert time.monotonic() < deadline, ctx.jobs.get(job_id)
-        poll_batches(ctx)
-        run_queued(ctx)
-        time.sleep(0.1)
 
 
 def test_interactive_items_complete_with_per_item_results(
