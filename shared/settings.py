@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # default, one per core). A short query parallelises poorly, and threads that wait for
     # each other burn the cores the API, Redis and Milvus need: on 2 cores under 20 clients
     # one thread served 135 searches/s against 110 with two, at the same single-search
-    # latency (README, Speed). With cores to spare, run more query workers.
+    # latency (docs/speed.md). With cores to spare, run more query workers.
     query_torch_threads: int = Field(default=1, ge=0, le=256)
     library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
