@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any, NamedTuple
 
@@ -18,6 +19,10 @@ from shared.redis_client import broker_transport_options
 from shared.settings import Settings
 
 QUEUES = ("embed", "query", "generate", "default")
+# A header of our own on every task message: when it was made (Unix seconds). Celery's
+# protocol-2 messages carry no enqueue time (only eta/expires when set), and a queue's
+# oldest waiting task is what an autoscaler watching latency needs.
+SENT_AT = "assetrag_sent_at"
 
 PLAN_EMBED = "assetrag.embed.plan"
 EMBED_BATCH = "assetrag.embed.batch"
@@ -101,6 +106,16 @@ def decode(payload: str | bytes) -> tuple[str, list[Any]]:
     return envelope["headers"]["task"], args
 
 
+def sent_at(payload: str | bytes) -> float | None:
+    """When a task message was made, from our header; None for a message without one (sent
+    by another client, or by a version from before the header)."""
+    try:
+        value = json.loads(payload)["headers"].get(SENT_AT)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
 class QueuedTask(NamedTuple):
     """A task message ready to be pushed: the Redis list of its queue, and the message."""
 
@@ -118,6 +133,11 @@ class TaskQueue:
     `Celery.send_task` cost ~400 µs of CPU per task (it builds a new Redis client per
     publish and reads the exchange's bindings from Redis each time): more than the rest of
     a submit together. tests/shared/test_tasks.py checks the envelope against kombu's.
+
+    Every message is the one place tasks are made, so it stamps `SENT_AT` here. It is when
+    the message was made, not pushed: a job's last step made with its batches (and pushed
+    when they end) and the watchdog's re-sends count from then, so a queue's oldest age is
+    an upper bound on how long its work has waited.
     """
 
     def __init__(self, celery: Celery, client: redis.Redis) -> None:
@@ -127,6 +147,7 @@ class TaskQueue:
     def message(self, name: str, *args: Any) -> QueuedTask:
         task_id = str(uuid.uuid4())
         task = self.celery.amqp.as_task_v2(task_id, name, args=list(args))
+        task.headers[SENT_AT] = time.time()
         queue = ROUTES[name]
         body = base64.b64encode(json.dumps(task.body).encode()).decode()
         envelope = {
