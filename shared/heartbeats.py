@@ -42,6 +42,17 @@ class WorkerHeartbeat:
         except redis.RedisError:
             return False
 
+    def live_on(self, host: str) -> list[str]:
+        """The live workers whose hostname says they run on `host` (Celery's `name@host`):
+        what a pod's probe asks, since a heartbeat is first written once the model loaded
+        and is withheld while the worker does not consume."""
+        return sorted(
+            name
+            for names in self.live_queues().values()
+            for name in names
+            if name.rpartition("@")[2] == host
+        )
+
     def live_queues(self) -> dict[str, list[str]]:
         """Queue name to the hostnames that consumed from it within the heartbeat TTL."""
         by_queue: dict[str, list[str]] = {}

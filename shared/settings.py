@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # `assetrag up` gives each worker its own, compose gives each container the same one.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
+    # The queues /readyz needs a live worker on (shared.tasks.QUEUES). A cluster that scales a
+    # worker kind to zero (deploy/kubernetes: embed) leaves it out, or the API would go unready
+    # with no worker and never take the work that scales one up.
+    ready_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["embed", "query", "generate", "default"]
+    )
     # One log line per request costs ~7 % of the API's submit rate; /metrics counts requests.
     access_log: bool = False
     # Per API key (with keys on), shared by every API process: requests per second after a
@@ -173,6 +179,11 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("ready_queues", mode="before")
+    @classmethod
+    def _ready_queues_csv(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("api_keys")

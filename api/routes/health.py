@@ -25,7 +25,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "not ready: see which part"}},
 )
 def readyz(state: StateDep) -> JSONResponse:
-    """Ready when Redis and Milvus answer and every queue has a live, consuming worker."""
+    """Ready when Redis and Milvus answer and each of ASSETRAG_READY_QUEUES (every queue by
+    default) has a live, consuming worker; every queue's workers are listed either way."""
     try:
         state.redis.ping()
         redis_status = "ok"
@@ -38,7 +39,8 @@ def readyz(state: StateDep) -> JSONResponse:
         milvus_status = "ok"
     except Exception as exc:
         milvus_status = f"error: {exc}"
-    ready = redis_status == milvus_status == "ok" and all(queues.get(q) for q in QUEUES)
+    needed = state.settings.ready_queues
+    ready = redis_status == milvus_status == "ok" and all(queues.get(q) for q in needed)
     body = Readiness(ready=ready, redis=redis_status, milvus=milvus_status, queues=queues)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

@@ -36,3 +36,13 @@ def test_heartbeats_list_live_queues(redis_client: redis.Redis) -> None:
         "query": ["multi@host"],
     }
     assert 0 < redis_client.ttl("assetrag:worker:embed-1@host") <= 20
+
+
+def test_workers_live_on_a_host(redis_client: redis.Redis) -> None:
+    heartbeat = WorkerHeartbeat(redis_client)
+    heartbeat.beat("embed-7@pod-a", ["embed"])
+    heartbeat.beat("query-8@pod-ab", ["query"])
+    assert heartbeat.live_on("pod-a") == ["embed-7@pod-a"]
+    assert heartbeat.live_on("pod") == []
+    redis_client.delete("assetrag:worker:embed-7@pod-a")  # its TTL ran out
+    assert heartbeat.live_on("pod-a") == []
