@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from api.errors import install_error_handlers
+from api.mcp.http import McpMount
 from api.metrics import RequestMetrics
 from api.openapi import publish_openapi
 from api.routes import ROUTERS
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.assetrag = state
         await state.events.start()
         try:
-            yield
+            async with mcp.running():  # /mcp's session manager lives as long as the app
+                yield
         finally:
             await state.events.stop()
             await state.aclose()
@@ -60,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)
     for router in ROUTERS:
         app.include_router(router)
+    # /mcp: the MCP server (streamable HTTP); its tools call the routes above in-process.
+    mcp = McpMount(app, config)
+    app.router.routes.append(mcp.route())
 
     # The web UI: static files that speak the public v1 API like any other client.
     @app.get("/", include_in_schema=False)

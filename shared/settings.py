@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     query_torch_threads: int = Field(default=1, ge=0, le=256)
     library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /mcp's DNS-rebinding guard (the MCP SDK's transport security) lets localhost through;
+    # behind a real host name it answers 421 unless that Host (and a browser's Origin) is
+    # listed here, e.g. assets.example.com. "*" turns the check off (a proxy checks them).
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     gemini_api_key: str | None = Field(
         default=None,
@@ -175,7 +180,13 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "library_roots", "api_keys", "clip_models", "webhook_allow_hosts", mode="before"
+        "library_roots",
+        "api_keys",
+        "clip_models",
+        "webhook_allow_hosts",
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
