@@ -1,5 +1,6 @@
 """`assetrag check-model`: the onnx image encoder (fp32, int8) compared with torch fp32 for a
-CLIP model, here on the CPU, before a worker is switched to it.
+CLIP model, here on the CPU, before a worker is switched to it; `assetrag fetch-model`: a
+published model's weights downloaded once into the cache folder (a pod's init container).
 
 The encoder is imported only when the command runs: torch stays out of the other commands.
 """
@@ -18,6 +19,41 @@ from cli.context import EXIT_JOB_FAILED, CliContext, cli_of
 from cli.paths import IMAGE_EXTENSIONS
 
 commands = typer.Typer()
+
+
+@commands.command("fetch-model")
+def fetch_model(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="A CLIP model name. [default: ASSETRAG_CLIP_MODEL]", show_default=False
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="The folder clip.load reads. [default: ~/.cache/clip]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Download a published CLIP model's weights into the cache folder, once: a no-op when
+    they are there (SHA-256 checked), and nothing to do for a checkpoint file path."""
+    from shared.clip.weights import fetch_weights
+    from shared.settings import get_settings
+
+    cli = cli_of(ctx)
+    spec = model or get_settings().clip_model
+    try:
+        path = fetch_weights(spec, cache)
+    except (OSError, RuntimeError) as exc:  # clip raises RuntimeError on a checksum mismatch
+        cli.fail(f"error: cannot fetch {spec!r}: {exc}")
+    if path is None:
+        if not Path(spec).is_file():
+            cli.fail(f"error: {spec!r} is neither a published CLIP model nor a checkpoint file")
+        cli.console.print(f"{escape(spec)}: a checkpoint file, nothing to fetch")
+        return
+    cli.console.print(f"{escape(spec)}: {escape(str(path))}")
 
 
 @commands.command("check-model")

@@ -14,6 +14,8 @@ import typer
 
 from cli.context import cli_of
 
+EXIT_NOT_READY = 1
+
 commands = typer.Typer()
 
 
@@ -91,3 +93,26 @@ def worker(
             queues=names, concurrency=concurrency, pool=pool, gpu=gpu, metrics_port=metrics_port
         )
     )
+
+
+@commands.command("worker-ready")
+def worker_ready(ctx: typer.Context) -> None:
+    """Exit 0 when a worker on this host is consuming: its model loaded (a worker's first
+    heartbeat comes after that) and its heartbeat live. A container's startup probe."""
+    import socket
+
+    import redis
+
+    from shared.heartbeats import WorkerHeartbeat
+    from shared.redis_client import connect
+    from shared.settings import get_settings
+
+    cli = cli_of(ctx)
+    host = socket.gethostname()  # what Celery's %h puts in the worker's name
+    try:
+        live = WorkerHeartbeat(connect(get_settings().redis_url)).live_on(host)
+    except redis.RedisError as exc:
+        cli.fail(f"error: Redis did not answer: {exc}", code=EXIT_NOT_READY)
+    if not live:
+        cli.fail(f"no worker on {host} is consuming yet", code=EXIT_NOT_READY)
+    cli.console.print("\n".join(live))
