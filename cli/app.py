@@ -18,7 +18,17 @@ from typing import Annotated
 
 import typer
 
-from cli.commands import collections, duplicates, generate, ingest, jobs, models, search, stack
+from cli.commands import (
+    collections,
+    duplicates,
+    generate,
+    ingest,
+    jobs,
+    mcp,
+    models,
+    search,
+    stack,
+)
 from cli.context import CliContext
 
 __all__ = ["CliContext", "app"]
@@ -58,5 +68,5 @@ def main(
     ctx.obj = replace(given, api_url=api_url or given.api_url, api_key=api_key or given.api_key)
 
 
-for group in (stack, ingest, search, generate, jobs, duplicates, collections, models):
+for group in (stack, ingest, search, generate, jobs, duplicates, collections, models, mcp):
     app.add_typer(group.commands)
