@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"  # a copy: see its README
+GENERATOR = ROOT / "deploy" / "compose" / "gpu_workers.py"
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,55 @@ def test_slim_api_image_metrics_and_json_logs(compose: dict[str, Any]) -> None:
         assert env["ASSETRAG_METRICS_PORT"] == "9100" and env["ASSETRAG_METRICS_HOST"] == "0.0.0.0"
         assert env["ASSETRAG_LOG_FORMAT"] == "json"
     assert "--appendfsync" in services["redis"]["command"]
+
+
+def gpu_workers_module() -> Any:
+    """deploy/compose/gpu_workers.py, a script (no package), loaded from its path."""
+    spec = importlib.util.spec_from_file_location("gpu_workers", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_embed_worker_per_gpu_generated(
+    compose: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gpus = ["0", "1", "GPU-8f2e1c3a-0b4d-4e5f-9a6b-7c8d9e0f1a2b"]
+    assert gpu_workers_module().main(["--gpus", ",".join(gpus)]) == 0
+    override = yaml.safe_load(capsys.readouterr().out)
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(override)
+    merged = dict(compose["services"])
+    for name, service in override["services"].items():
+        merged[name] = service if name not in merged else _merge(merged[name], service)
+    embed = {n: s for n, s in merged.items() if s.get("command", [])[-2:] == ["--queues", "embed"]}
+    running = {n: s for n, s in embed.items() if s["deploy"]["replicas"] > 0}
+    assert sorted(running) == [
+        "worker-embed-gpu0",
+        "worker-embed-gpu1",
+        "worker-embed-gpugpu-8f2e1c3a-0b4d-4e5f-9a6b-7c8d9e0f1a2b",
+    ]
+    pinned = []
+    for service in running.values():
+        [device] = service["deploy"]["resources"]["reservations"]["devices"]
+        assert "count" not in device and device["capabilities"] == ["gpu"]
+        pinned += device["device_ids"]
+        # the rest is worker-embed's own: same image, command, environment, checks
+        template = compose["services"]["worker-embed"]
+        for key in ("build", "command", "environment", "healthcheck", "depends_on", "volumes"):
+            assert service[key] == template[key], key
+    assert pinned == gpus
+
+
+def test_the_generator_refuses_what_is_not_a_gpu() -> None:
+    with pytest.raises(ValueError, match="not a GPU"):
+        gpu_workers_module().gpu_services({"services": {"worker-embed": {}}}, ["all"])
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of an override into a service, for the mappings used here."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merge(base[key], value) if both else value
+    return out
