@@ -62,6 +62,8 @@ STATUS: dict[ErrorCode, int] = {
     E.redis_unavailable: 503,
     E.blob_store_unavailable: 503,
     E.option_not_supported: 422,
+    E.invalid_references: 422,
+    E.no_references_found: 422,
     E.webhook_not_configured: 422,
     E.job_not_finished: 409,
     E.unsupported_url: 422,

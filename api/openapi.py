@@ -22,7 +22,7 @@ def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]
     query = {"maxLength": settings.max_query_chars}
     return {
         ("SearchQuery", "text"): query,
-        ("AssetReferences", "query"): query,
+        ("ReferenceSource", "query"): query,
         ("GenerateRequest", "prompt"): {"maxLength": settings.max_prompt_chars},
         ("GenerateItem", "prompt"): {"maxLength": settings.max_prompt_chars},
         ("GenerateRequest", "items"): {"maxItems": settings.max_generate_items},

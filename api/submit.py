@@ -9,6 +9,7 @@ must ask Milvus, Redis or the disk; the job is written with the asyncio Redis cl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Header
@@ -26,6 +27,7 @@ from shared.contract import (
     GenerateRequest,
     Job,
     JobKind,
+    ReferenceSource,
     ReindexJob,
     ReindexRequest,
     SearchRequest,
@@ -37,11 +39,12 @@ from shared.rules import (
     check_generation,
     check_item_count,
     check_model_allowed,
+    check_sources,
     check_text,
     check_webhook_url,
 )
 from shared.settings import Settings
-from shared.sources import resolve_library_path
+from shared.sources import check_url, resolve_library_path
 from shared.tasks import PLAN_DUPLICATES, PLAN_EMBED, PLAN_REINDEX, RUN_GENERATE, RUN_SEARCH
 
 E = ErrorCode
@@ -100,37 +103,64 @@ async def accept_generate(
             E.generator_not_configured,
             "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)",
         )
-    asset_ids = check_generations(body, settings)
-    if body.save_to_collection or any(item.references for item in body.generations()):
-        await load_collection(caller, body.collection)
-    if asset_ids:
-        await run_in_threadpool(require_assets, caller.vectors, body.collection, asset_ids)
+    wanted = check_generations(body, settings)
+    for collection in wanted.collections:
+        await load_collection(caller, collection)
+    for collection, asset_ids in wanted.assets.items():
+        await run_in_threadpool(require_assets, caller.vectors, collection, asset_ids)
+    if wanted.uploads:
+        await run_in_threadpool(require_uploads, caller, wanted.uploads)
+    for url in wanted.urls:
+        await run_in_threadpool(check_url, url, settings.allow_private_urls)
     return await enqueue(caller, JobKind.generate, RUN_GENERATE, body, idempotency_key)
 
 
-def check_generations(body: GenerateRequest, settings: Settings) -> list[str]:
-    """Each generation's prompt, reference query and options against this server's limits
-    and the model's; returns the asset ids they reference, each once."""
+@dataclass
+class Wanted:
+    """What a generate request's sources name, to look up before the job is written."""
+
+    collections: list[str] = field(default_factory=list)
+    assets: dict[str, list[str]] = field(default_factory=dict)  # collection → asset ids
+    uploads: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+    def add(self, source: ReferenceSource, default: str) -> None:
+        collection = source.collection or default
+        if source.upload_id is not None:
+            _once(self.uploads, source.upload_id)
+        elif source.url is not None:
+            _once(self.urls, str(source.url))
+        else:
+            _once(self.collections, collection)
+            for asset_id in source.asset_ids or []:
+                _once(self.assets.setdefault(collection, []), asset_id)
+
+
+def _once(values: list[str], value: str) -> None:
+    if value not in values:
+        values.append(value)
+
+
+def check_generations(body: GenerateRequest, settings: Settings) -> Wanted:
+    """Each generation's prompt, sources and options against this server's limits and the
+    model's; returns what the sources name, each once."""
     generations = body.generations()
     check_item_count(len(generations), settings.max_generate_items)
-    asset_ids: dict[str, None] = {}
+    wanted = Wanted()
+    if body.save_to_collection or any(s.save for item in generations for s in item.sources):
+        wanted.collections.append(body.collection)
     for index, item in enumerate(generations):
         where = f"item {index}" if body.bulk else ""
         check_text(
             item.prompt, settings.max_prompt_chars, E.prompt_too_long, f"{where} prompt".strip()
         )
-        references = item.references
-        if references is not None:
-            check_query(references.query, settings)
-            asset_ids |= dict.fromkeys(references.asset_ids or [])
-        check_generation(
-            settings.gemini_model,
-            references.most if references is not None else 0,
-            item.aspect_ratio,
-            item.image_size,
-            where,
-        )
-    return list(asset_ids)
+        for source in item.sources:
+            check_query(source.query, settings)
+            wanted.add(source, body.collection)
+        check_sources(settings.gemini_model, item, body.mode == "batch", where)
+        for ratio in item.formats:
+            check_generation(settings.gemini_model, ratio, item.image_size, where)
+    return wanted
 
 
 async def accept_duplicates(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.contract import CollectionInfo, ErrorCode
+from shared.contract import MAX_REFERENCES, CollectionInfo, ErrorCode, GenerateItem
 from shared.errors import CodedError, Conflict
 
 
@@ -55,19 +55,26 @@ class ModelCapabilities:
     max_references: int
     image_sizes: frozenset[str]  # empty: the model takes no image_size (one fixed size)
     aspect_ratios: frozenset[str]
+    # how many of the references may be people or characters kept consistent (`subject`
+    # images count here); None where the model's documentation states no such limit
+    max_subjects: int | None = None
 
 
 # From Google's model pages (checked November 2026): 3.1 Flash Image ("Nano Banana 2") takes
-# up to 14 references, 512 to 4K and the extra-tall and extra-wide ratios; 3 Pro Image takes
-# 14 references at 1K to 4K with the ten standard ratios; 2.5 Flash Image works best with up
-# to 3 references and makes one size.
+# up to 14 references (up to 10 objects and up to 4 characters kept consistent), 512 to 4K and
+# the extra-tall and extra-wide ratios; 3 Pro Image takes 14 references (up to 6 objects, up to
+# 5 people) at 1K to 4K with the ten standard ratios; 2.5 Flash Image works best with up to 3
+# references and makes one size.
 MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
     "gemini-3.1-flash-image": ModelCapabilities(
         14,
         frozenset({"512", "1K", "2K", "4K"}),
         _STANDARD_RATIOS | {"1:4", "4:1", "1:8", "8:1"},
+        max_subjects=4,
     ),
-    "gemini-3-pro-image": ModelCapabilities(14, frozenset({"1K", "2K", "4K"}), _STANDARD_RATIOS),
+    "gemini-3-pro-image": ModelCapabilities(
+        14, frozenset({"1K", "2K", "4K"}), _STANDARD_RATIOS, max_subjects=5
+    ),
     "gemini-2.5-flash-image": ModelCapabilities(3, frozenset(), _STANDARD_RATIOS),
 }
 
@@ -83,7 +90,6 @@ def capabilities(model: str) -> ModelCapabilities | None:
 
 def check_generation(
     model: str,
-    references: int,
     aspect_ratio: str | None,
     image_size: str | None,
     where: str = "",
@@ -93,11 +99,6 @@ def check_generation(
     if caps is None:
         return
     prefix = f"{where}: " if where else ""
-    if references > caps.max_references:
-        raise CodedError(
-            ErrorCode.option_not_supported,
-            f"{prefix}{references} reference images; {model} takes at most {caps.max_references}",
-        )
     if aspect_ratio is not None and aspect_ratio not in caps.aspect_ratios:
         raise CodedError(
             ErrorCode.option_not_supported,
@@ -109,6 +110,44 @@ def check_generation(
         raise CodedError(
             ErrorCode.option_not_supported,
             f"{prefix}{model} does not take image_size {image_size}; it takes {offered}",
+        )
+
+
+def check_sources(model: str, item: GenerateItem, batch: bool, where: str = "") -> None:
+    """An item's reference sources and formats: how many images in all and how many subjects
+    (the model's limits, the contract's 14 where the model is unknown), one base of one image,
+    and formats made interactively (each after the first is sent the first's output)."""
+    prefix = f"{where}: " if where else ""
+    caps = capabilities(model)
+    limit = caps.max_references if caps is not None else MAX_REFERENCES
+    if item.image_count > limit:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{item.image_count} reference images (a query counts its top_k, and "
+            f"each format after the first adds the first's output); {model} takes at most "
+            f"{limit}",
+        )
+    subjects = sum(s.most for s in item.sources if s.role == "subject")
+    if caps is not None and caps.max_subjects is not None and subjects > caps.max_subjects:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{subjects} subject images; {model} keeps at most {caps.max_subjects} "
+            "people or characters consistent",
+        )
+    bases = [s for s in item.sources if s.role == "base"]
+    if len(bases) > 1:
+        raise CodedError(ErrorCode.invalid_references, f"{prefix}{len(bases)} bases; edit one")
+    if bases and bases[0].most != 1:
+        raise CodedError(
+            ErrorCode.invalid_references,
+            f"{prefix}a base is one image ({bases[0].most} given): one asset id, an upload, a "
+            "URL or a query with top_k 1",
+        )
+    if batch and len(item.formats) > 1:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}aspect_ratios makes each format from the first's output, which a Gemini "
+            "batch cannot wait for: use mode interactive, or one item per ratio",
         )
 
 

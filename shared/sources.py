@@ -169,21 +169,22 @@ def check_public_host(host: str, port: int) -> None:
             )
 
 
+def check_url(url: str, allow_private: bool = False) -> None:
+    """An http(s) URL to a public address (any address where private URLs are allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceRejected(ErrorCode.unsupported_url, f"only http(s) URLs are fetched: {url}")
+    if not allow_private:
+        # Checked before connecting; DNS answers could still change in between, which a
+        # deployment closes with an egress proxy.
+        check_public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
 def fetch_url(url: str, max_bytes: int, timeout_s: float, allow_private: bool = False) -> bytes:
     """GET with every redirect re-checked, a size cap and a total timeout."""
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SourceRejected(
-                    ErrorCode.unsupported_url, f"only http(s) URLs are fetched: {url}"
-                )
-            if not allow_private:
-                # Checked before connecting; DNS answers could still change in between,
-                # which a deployment closes with an egress proxy.
-                check_public_host(
-                    parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-                )
+            check_url(url, allow_private)
             try:
                 with client.stream("GET", url) as response:
                     if response.is_redirect:

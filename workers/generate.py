@@ -14,11 +14,9 @@ wait on Gemini, run no model.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import keys
 from shared.contract import GenerateRequest, GenerateResult, Progress
 from shared.errors import CodedError
 from shared.jobs.records import START, THEN
@@ -27,20 +25,23 @@ from shared.tasks import FINISH_GENERATE, GENERATE_ITEMS, RESOLVE_REFERENCES, RU
 from workers.context import WorkerContext
 from workers.generate_batch import submit_batch
 from workers.generation import (
-    RESOLVED_FIELD,
     Completion,
     ItemOutcome,
     end_work,
     first_result,
     generate_variants,
-    load_references,
-    needs_search,
-    reference_ids,
     report,
-    resolved_references,
     run_once,
     settle_item,
     summed,
+)
+from workers.references import (
+    Found,
+    gather,
+    needs_search,
+    record_found,
+    recorded_found,
+    search_sources,
 )
 
 log = logging.getLogger("assetrag.generate")
@@ -49,22 +50,18 @@ SEARCHED = "searched"  # the work id of its first task again, once they are reco
 
 
 def resolve_queries(ctx: WorkerContext, job_id: str, work_id: str) -> None:
-    """On a query worker: every item's reference query searched (its text encoded with the
-    collection's model), the hits recorded on the job, then the generation handed on."""
+    """On a query worker: every item's query sources searched (with their collection's model),
+    the hits recorded on the job, then the generation handed on. A search that fails (a
+    collection gone, keyword search missing) fails the job."""
     if not ctx.jobs.start_work(job_id, work_id, ctx.name):
         return
     request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
-    scope = ctx.scoped(tenant)
-    resolved: dict[int, list[str]] = {}
-    for index, item in enumerate(request.generations()):
-        refs = item.references
-        if refs is None or refs.query is None:
-            continue
-        target = ctx.target(scope, request.collection)
-        vector = ctx.texts(target.model).encode([str(refs.query)])
-        hits = scope.search(request.collection, vector, refs.top_k, version=target.version)[0]
-        resolved[index] = [hit.asset_id for hit in hits]
-    ctx.redis.hset(keys.job(job_id), RESOLVED_FIELD, json.dumps(resolved))
+    try:
+        found = search_sources(ctx, request, tenant)
+    except CodedError as exc:
+        ctx.jobs.fail(job_id, exc.code, exc.message)
+        return
+    record_found(ctx, job_id, found)
     task = ctx.queue.message(RUN_GENERATE, job_id, SEARCHED)
     ctx.jobs.hand_over(job_id, work_id, SEARCHED, task)
 
@@ -75,19 +72,18 @@ def run_item(
     job_id: str,
     request: GenerateRequest,
     index: int,
-    resolved: dict[int, list[str]],
+    found: Found,
 ) -> ItemOutcome:
-    """One item, interactively, once: references → `count` Gemini calls → kept images."""
+    """One item, interactively, once: its sources → its Gemini calls → kept images."""
     item = request.generations()[index]
-    references = reference_ids(item, index, resolved)
 
     def attempt(number: int) -> ItemOutcome:
         try:
-            reference_images = load_references(ctx, scope, request.collection, references)
+            gathered = gather(ctx, scope, request, index, item, found)
         except CodedError as exc:
             return ItemOutcome(index=index, errors=[exc.item_error(index, f"item:{index}")])
-        outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
-        return settle_item(ctx, job_id, request, index, item, references, outcomes, number)
+        made = ctx.run_async(generate_variants(ctx, request.collection, item, gathered))
+        return settle_item(ctx, job_id, request, index, item, gathered, made, number)
 
     return run_once(ctx, job_id, index, attempt)
 
@@ -113,19 +109,19 @@ def run_generate(ctx: WorkerContext, job_id: str, work_id: str = START) -> None:
 def run_single(
     ctx: WorkerContext, job_id: str, request: GenerateRequest, work_id: str = START
 ) -> None:
-    """The single-prompt form: its variants are the job's items; all failing fails the job."""
+    """The single-prompt form: its calls (variants × formats) are the job's items; all
+    failing fails the job."""
     scope = ctx.scoped(ctx.jobs.tenant(job_id))
     item = request.generations()[0]
-    references = reference_ids(item, 0, resolved_references(ctx, job_id))
     try:
-        reference_images = load_references(ctx, scope, request.collection, references)
+        gathered = gather(ctx, scope, request, 0, item, recorded_found(ctx, job_id))
     except CodedError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return
 
     def attempt(number: int) -> ItemOutcome:
-        outcomes = ctx.run_async(generate_variants(ctx, item, reference_images))
-        return settle_item(ctx, job_id, request, 0, item, references, outcomes, number)
+        made = ctx.run_async(generate_variants(ctx, request.collection, item, gathered))
+        return settle_item(ctx, job_id, request, 0, item, gathered, made, number)
 
     done = run_once(ctx, job_id, 0, attempt)
     if done.result is None:
@@ -133,14 +129,16 @@ def run_single(
         ctx.jobs.fail(job_id, first.code, first.message)
         return
     failed = len(done.errors)
+    total = item.count * len(item.formats)
     result = GenerateResult(
         images=done.result.images,
         text=done.result.text,
-        references=references,
+        references=done.result.references,
+        sources=done.result.sources,
         model=done.model or ctx.settings.gemini_model,
         usage=done.usage,
     )
-    progress = Progress(total=item.count, succeeded=item.count - failed, failed=failed)
+    progress = Progress(total=total, succeeded=total - failed, failed=failed)
     completion = Completion(result=result, progress=progress, errors=done.errors)
     end_work(ctx, job_id, work_id, done.saves, completion)
 
@@ -171,12 +169,12 @@ def generate_items(ctx: WorkerContext, job_id: str, batch_id: str, indices: list
         return 0
     request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
     scope = ctx.scoped(tenant)
-    resolved = resolved_references(ctx, job_id)
+    found = recorded_found(ctx, job_id)
     # Threads, not the event loop, for the Milvus and blob calls around each item's Gemini
     # calls (those run on the process's one loop, however many threads wait on them).
     with ThreadPoolExecutor(len(indices), thread_name_prefix="generate-item") as pool:
         outcomes = list(
-            pool.map(lambda i: _guarded(ctx, scope, job_id, request, i, resolved), indices)
+            pool.map(lambda i: _guarded(ctx, scope, job_id, request, i, found), indices)
         )
     return report(ctx, job_id, batch_id, outcomes)
 
@@ -187,10 +185,10 @@ def _guarded(
     job_id: str,
     request: GenerateRequest,
     index: int,
-    resolved: dict[int, list[str]],
+    found: Found,
 ) -> ItemOutcome:
     try:
-        return run_item(ctx, scope, job_id, request, index, resolved)
+        return run_item(ctx, scope, job_id, request, index, found)
     except CodedError as exc:
         return ItemOutcome(index=index, errors=[exc.item_error(index, f"item:{index}")])
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from shared.contract import (
     TERMINAL_STATES,
@@ -30,7 +31,9 @@ from shared.contract import (
     ItemError,
     JobState,
     Progress,
+    SourceHit,
     Usage,
+    UsedSource,
 )
 from shared.errors import CodedError
 from shared.gemini import BATCH_DONE_STATES, BatchRequest, GenerationError
@@ -39,15 +42,14 @@ from shared.tasks import COLLECT_BATCH, FINISH_GENERATE
 from workers.context import WorkerContext
 from workers.generation import (
     ItemOutcome,
+    Made,
     Outcome,
     first_result,
     keep_outcome,
-    load_references,
-    reference_ids,
     report,
-    resolved_references,
     settle_item,
 )
+from workers.references import Gathered, gather, recorded_found
 
 log = logging.getLogger("assetrag.generate.batch")
 UPSTREAM = "upstream"  # the work id of a job's Gemini batch
@@ -63,21 +65,24 @@ def submit_batch(
     """Sends the job's items as one Gemini batch; returns its name (None: nothing sent)."""
     scope = ctx.scoped(ctx.jobs.tenant(job_id))
     generations = request.generations()
-    resolved = resolved_references(ctx, job_id)
+    found = recorded_found(ctx, job_id)
     requests: list[BatchRequest] = []
-    references: dict[int, list[str]] = {}
+    sources: dict[int, list[dict[str, Any]]] = {}
     errors: list[ItemError] = []
     for index, item in enumerate(generations):
-        ids = reference_ids(item, index, resolved)
         try:
-            images = load_references(ctx, scope, request.collection, ids)
+            gathered = gather(ctx, scope, request, index, item, found)
         except CodedError as exc:
             errors.append(exc.item_error(index, f"item:{index}"))
             continue
-        references[index] = ids
+        sources[index] = [used.model_dump(mode="json") for used in gathered.used]
         requests += [
             BatchRequest(
-                request_key(index, v), item.prompt, images, item.aspect_ratio, item.image_size
+                request_key(index, v),
+                item.prompt,
+                gathered.images,
+                item.formats[0],  # one format: the rules refuse more in batch mode
+                item.image_size,
             )
             for v in range(item.count)
         ]
@@ -101,7 +106,7 @@ def submit_batch(
         "name": name,
         "input": "file" if as_file else "inline",
         "state": "JOB_STATE_PENDING",
-        "references": json.dumps(references),
+        "sources": json.dumps(sources),
         "keys": json.dumps([r.key for r in requests]),
         "errors": json.dumps([e.model_dump() for e in errors]),
     }
@@ -303,7 +308,7 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
         return 0
     request = GenerateRequest.model_validate(ctx.jobs.request(job_id))
     info = ctx.jobs.ledger.info(job_id)
-    references = {int(k): v for k, v in json.loads(info.get("references", "{}")).items()}
+    sources = batch_sources(request, info)
     outcomes = [
         ItemOutcome(index=e.index, errors=[e])
         for e in map(ItemError.model_validate, json.loads(info.get("errors", "[]")))
@@ -320,8 +325,8 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
         state, answers = f"unreadable ({exc})", {}
     cancelling = ctx.jobs.state(job_id) == JobState.cancelling
     generations = request.generations()
-    recorded = ctx.jobs.claims.recorded(job_id, sorted(references))
-    for index, ids in sorted(references.items()):
+    recorded = ctx.jobs.claims.recorded(job_id, sorted(sources))
+    for index, gathered in sorted(sources.items()):
         if index in recorded:  # collected before a crash: kept as it was
             outcomes.append(ItemOutcome.model_validate_json(recorded[index]))
             continue
@@ -333,7 +338,7 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
         ]
         if not answered and cancelling:
             continue  # a cancelled job's unanswered items are not failures
-        outcome = _collected(ctx, job_id, request, index, ids, answered, state)
+        outcome = _collected(ctx, job_id, request, index, gathered, answered, state)
         keep_outcome(ctx, job_id, outcome)
         outcomes.append(outcome)
     log.info("job %s: batch %s ended %s, %d answer(s)", job_id, info["name"], state, len(answers))
@@ -342,12 +347,38 @@ def collect_batch(ctx: WorkerContext, job_id: str) -> int:
     return succeeded
 
 
+def batch_sources(request: GenerateRequest, info: dict[str, str]) -> dict[int, Gathered]:
+    """Each sent item's sources as used, from the ledger (a batch sent before sources were
+    kept there names its asset ids only)."""
+    if "sources" in info:
+        return {
+            int(k): Gathered(used=[UsedSource.model_validate(u) for u in used])
+            for k, used in json.loads(info["sources"]).items()
+        }
+    named = {int(k): v for k, v in json.loads(info.get("references", "{}")).items()}
+    return {
+        index: Gathered(
+            used=[
+                UsedSource(
+                    kind="assets",
+                    role="item",
+                    collection=request.collection,
+                    hits=[SourceHit(asset_id=a, collection=request.collection) for a in ids],
+                )
+            ]
+            if ids
+            else []
+        )
+        for index, ids in named.items()
+    }
+
+
 def _collected(
     ctx: WorkerContext,
     job_id: str,
     request: GenerateRequest,
     index: int,
-    references: list[str],
+    gathered: Gathered,
     answered: list[Outcome],
     state: str,
 ) -> ItemOutcome:
@@ -361,7 +392,8 @@ def _collected(
         )
         return ItemOutcome(index=index, errors=[error], usage=usage)
     try:
-        return settle_item(ctx, job_id, request, index, item, references, answered)
+        made = [Made(answer, item.formats[0], gathered.used) for answer in answered]
+        return settle_item(ctx, job_id, request, index, item, gathered, made)
     except CodedError as exc:
         error = exc.item_error(index, f"item:{index}")
         return ItemOutcome(index=index, errors=[error], usage=usage)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import contract, keys
-from shared.blobs import generated_key
+from shared import contract
+from shared.blobs import generated_key, upload_key
 from shared.contract import (
     IMAGES_PER_ITEM,
     ErrorCode,
@@ -37,19 +36,19 @@ from shared.contract import (
     GenerateResult,
     ItemError,
     Progress,
+    SourceHit,
     Usage,
+    UsedSource,
 )
-from shared.errors import NotFound
-from shared.gemini import GenerationError, GenerationOutput, ImageBytes
+from shared.gemini import GenerationError, GenerationOutput, ImageBytes, ReferenceImage
 from shared.gemini.pricing import price_per_image
 from shared.images import downscale, sniff_image
-from shared.milvus.tenants import TenantVectors
 from shared.tasks import SAVE_GENERATED
 from workers.context import WorkerContext
+from workers.references import Gathered
 
 log = logging.getLogger("assetrag.generate")
 Outcome = GenerationOutput | GenerationError
-RESOLVED_FIELD = "resolved"  # the job record's field holding each item's searched references
 
 
 class SaveAsset(BaseModel):
@@ -74,62 +73,69 @@ class Completion(BaseModel):
     progress: Progress | None = None
 
 
-def needs_search(request: GenerateRequest) -> bool:
-    """Whether any item's references are a query (answered on a query worker first)."""
-    return any(
-        item.references is not None and item.references.query is not None
-        for item in request.generations()
-    )
+@dataclass
+class Made:
+    """One Gemini call of an item (or one it could not make): the format asked for, the
+    sources it sent, what came back."""
 
-
-def resolved_references(ctx: WorkerContext, job_id: str) -> dict[int, list[str]]:
-    """Each item's searched reference ids, as the query worker recorded them."""
-    raw = ctx.redis.hget(keys.job(job_id), RESOLVED_FIELD)
-    return {int(k): v for k, v in json.loads(raw).items()} if raw else {}
-
-
-def reference_ids(item: GenerateItem, index: int, resolved: dict[int, list[str]]) -> list[str]:
-    """The item's reference asset ids: the named ones, or its query's recorded hits."""
-    refs = item.references
-    if refs is None:
-        return []
-    if refs.asset_ids is not None:
-        return list(refs.asset_ids)
-    return resolved.get(index, [])
-
-
-def load_references(
-    ctx: WorkerContext, scope: TenantVectors, collection: str, asset_ids: list[str]
-) -> list[tuple[bytes, str]]:
-    """Reference images downscaled to a sensible longest side, in the order given."""
-    images = []
-    for asset_id in asset_ids:
-        record = scope.get_asset(collection, asset_id)
-        if record is None:
-            raise NotFound(
-                ErrorCode.asset_not_found, f"reference {asset_id} is not in {collection}"
-            )
-        data = ctx.blobs.get(record.content_key)
-        images.append(
-            downscale(data, ctx.settings.reference_max_side, ctx.settings.max_image_pixels)
-        )
-    return images
+    outcome: Outcome
+    aspect_ratio: str | None
+    sources: list[UsedSource]
+    called: bool = True
 
 
 async def generate_variants(
-    ctx: WorkerContext, item: GenerateItem, references: list[tuple[bytes, str]]
-) -> list[Outcome]:
-    """`count` calls side by side; each variant succeeds or fails on its own."""
+    ctx: WorkerContext, collection: str, item: GenerateItem, gathered: Gathered
+) -> list[Made]:
+    """`count` variants side by side, each failing or succeeding on its own; a variant in
+    several formats makes the first, then the others with the first's output as their base
+    (and the item's own base left out: the output already carries the edit)."""
     generator = ctx.generator()
-    calls = [
-        generator.generate(item.prompt, references, item.aspect_ratio, item.image_size)
-        for _ in range(item.count)
-    ]
-    outcomes = await asyncio.gather(*calls, return_exceptions=True)
-    for outcome in outcomes:
-        if not isinstance(outcome, GenerationOutput | GenerationError):
-            raise outcome  # a bug, not an upstream answer
-    return outcomes  # type: ignore[return-value]
+
+    async def call(refs: list[ReferenceImage], ratio: str | None) -> Outcome:
+        try:
+            return await generator.generate(item.prompt, refs, ratio, item.image_size)
+        except GenerationError as exc:
+            return exc
+
+    async def variant() -> list[Made]:
+        first_ratio, *others = item.formats
+        first = await call(gathered.images, first_ratio)
+        made = [Made(first, first_ratio, gathered.used)]
+        if not others:
+            return made
+        if isinstance(first, GenerationError):
+            failed = GenerationError(
+                ErrorCode(first.code),
+                f"not made: the {first_ratio} image it follows failed: {first}",
+            )
+            return made + [Made(failed, ratio, [], called=False) for ratio in others]
+        base, used = await asyncio.to_thread(_reformat_base, ctx, collection, first, gathered)
+        refs = [base, *(image for image in gathered.images if image.role != "base")]
+        rest = await asyncio.gather(*(call(refs, ratio) for ratio in others))
+        return made + [Made(o, ratio, used) for o, ratio in zip(rest, others, strict=True)]
+
+    variants = await asyncio.gather(*(variant() for _ in range(item.count)))
+    return [made for one in variants for made in one]
+
+
+def _reformat_base(
+    ctx: WorkerContext, collection: str, first: GenerationOutput, gathered: Gathered
+) -> tuple[ReferenceImage, list[UsedSource]]:
+    """The first format's image as the base of the others, and their sources as used (the
+    output named by its asset id, which it has once saved)."""
+    image = first.images[0]
+    data, mime = downscale(
+        image.data, ctx.settings.reference_max_side, ctx.settings.max_image_pixels
+    )
+    output = UsedSource(
+        kind="output",
+        role="base",
+        label="the same scene in another format",
+        hits=[SourceHit(asset_id=hashlib.sha256(image.data).hexdigest(), collection=collection)],
+    )
+    others = [used for used in gathered.used if used.role != "base"]
+    return ReferenceImage(data, mime, role="base", reformat=True), [output, *others]
 
 
 class ItemOutcome(BaseModel):
@@ -162,15 +168,16 @@ def keep_outcome(ctx: WorkerContext, job_id: str, outcome: ItemOutcome) -> None:
 
 
 def item_usage(
-    model: str, item: GenerateItem, attempt: int, returned: int, batch: bool
+    model: str, item: GenerateItem, attempt: int, made: list[Made], batch: bool
 ) -> Usage:
-    """This attempt's `count` calls and what they returned, plus the calls of the attempts a
-    crash lost (made, and assumed billed: one image each)."""
-    lost = item.count * (attempt - 1)
+    """This attempt's calls and what they returned, plus the calls of the attempts a crash
+    lost (made, and assumed billed: one image each)."""
+    lost = item.count * len(item.formats) * (attempt - 1)
+    returned = sum(len(m.outcome.images) for m in made if isinstance(m.outcome, GenerationOutput))
     billed = returned + lost
     price = price_per_image(model, item.image_size, batch)
     return Usage(
-        calls=item.count * attempt,
+        calls=sum(m.called for m in made) + lost,
         images_returned=returned,
         images_billed=billed,
         estimated_cost_usd=None if price is None else round(billed * price, 6),
@@ -197,34 +204,33 @@ def keep_images(
     request: GenerateRequest,
     index: int,
     item: GenerateItem,
-    images: list[ImageBytes],
-    references: list[str],
+    made: list[Made],
     model: str,
 ) -> Kept:
     """Keeps each image with the job (it expires with it; its key is the same on every
     attempt, so a re-sent item leaves no blob behind) and, when asked, hands it on, with its
     lineage, to be saved into the collection by the embed workers."""
+    images = [
+        (m, image)
+        for m in made
+        if isinstance(m.outcome, GenerationOutput)
+        for image in m.outcome.images
+    ]
     if len(images) > IMAGES_PER_ITEM:
         log.warning(
             "job %s item %d: %d images, keeping %d", job_id, index, len(images), IMAGES_PER_ITEM
         )
         images = images[:IMAGES_PER_ITEM]
-    lineage: dict[str, object] = {
-        "prompt": item.prompt,
-        "references": references,
-        "model": model,
-        "job_id": job_id,
-    }
-    if request.bulk:
-        lineage["item"] = index
     kept = Kept([], [])
-    for n, image in enumerate(images):
+    for n, (call, image) in enumerate(images):
         number = contract.generated_image_number(index, n)
         entry = _keep_with_job(ctx, job_id, index, number, image)
+        entry.aspect_ratio = call.aspect_ratio
         kept.entries.append(entry)
         if request.save_to_collection:
             entry.asset_id = hashlib.sha256(image.data).hexdigest()
             ext = entry.mime_type.split("/")[-1]
+            lineage = _lineage(job_id, request, index, item, call, model)
             kept.saves.append(
                 SaveAsset(
                     asset_id=entry.asset_id,
@@ -235,6 +241,40 @@ def keep_images(
                 )
             )
     return kept
+
+
+def _lineage(
+    job_id: str, request: GenerateRequest, index: int, item: GenerateItem, call: Made, model: str
+) -> dict[str, Any]:
+    """How an image was made, as its asset's metadata keeps it (GET .../lineage reads it)."""
+    lineage: dict[str, Any] = {
+        "prompt": item.prompt,
+        "references": [hit.asset_id for used in call.sources for hit in used.hits],
+        "sources": [used.model_dump(exclude_none=True) for used in call.sources],
+        "model": model,
+        "job_id": job_id,
+    }
+    if call.aspect_ratio is not None:
+        lineage["aspect_ratio"] = call.aspect_ratio
+    if request.bulk:
+        lineage["item"] = index
+    return lineage
+
+
+def saved_uploads(item: GenerateItem, gathered: Gathered) -> list[SaveAsset]:
+    """The uploads an item's sources asked to keep (`save`), as assets of the collection."""
+    keep = {s.upload_id for s in item.sources if s.save and s.upload_id is not None}
+    return [
+        SaveAsset(
+            asset_id=used.sha256,
+            content_key=upload_key(used.upload_id),
+            filename=f"upload-{used.upload_id}",
+            source=f"upload:{used.upload_id}",
+            metadata={"uploaded": True},
+        )
+        for used in gathered.used
+        if used.upload_id in keep and used.upload_id is not None and used.sha256 is not None
+    ]
 
 
 def _keep_with_job(
@@ -260,15 +300,17 @@ def settle_item(
     request: GenerateRequest,
     index: int,
     item: GenerateItem,
-    references: list[str],
-    outcomes: list[Outcome],
+    gathered: Gathered,
+    made: list[Made],
     attempt: int = 1,
 ) -> ItemOutcome:
-    """Keeps an item's images and says what it came to (on its `attempt`); a variant's failure
-    is an error of the item, which still succeeds when another variant made an image."""
-    outputs = [o for o in outcomes if isinstance(o, GenerationOutput)]
-    failures = [(v, o) for v, o in enumerate(outcomes) if isinstance(o, GenerationError)]
-    # The single form counts its variants as its items, as it did before items existed.
+    """Keeps an item's images and says what it came to (on its `attempt`); a call's failure
+    is an error of the item, which still succeeds when another call made an image."""
+    outputs = [m.outcome for m in made if isinstance(m.outcome, GenerationOutput)]
+    failures = [
+        (v, m.outcome) for v, m in enumerate(made) if isinstance(m.outcome, GenerationError)
+    ]
+    # The single form counts its calls as its items, as it did before items existed.
     done = ItemOutcome(index=index)
     done.errors = [
         ItemError(
@@ -279,19 +321,18 @@ def settle_item(
         )
         for v, e in failures
     ]
-    images = [image for output in outputs for image in output.images]
-    model = outputs[0].model if outputs else None
-    done.model = model or ctx.settings.gemini_model
-    done.usage = item_usage(done.model, item, attempt, len(images), request.mode == "batch")
+    done.model = (outputs[0].model if outputs else None) or ctx.settings.gemini_model
+    done.usage = item_usage(done.model, item, attempt, made, request.mode == "batch")
     if not outputs:
         return done
-    kept = keep_images(ctx, job_id, request, index, item, images, references, done.model)
-    done.saves = kept.saves
+    kept = keep_images(ctx, job_id, request, index, item, made, done.model)
+    done.saves = kept.saves + saved_uploads(item, gathered)
     done.result = GeneratedItem(
         index=index,
         images=kept.entries,
         text="\n".join(o.text for o in outputs if o.text),
-        references=references,
+        references=gathered.asset_ids,
+        sources=gathered.used,
         metadata=item.metadata,
         attempts=attempt,
         usage=done.usage,

@@ -14,15 +14,17 @@ from rich.markup import escape
 from cli.client import AssetragClient
 from cli.context import EXIT_JOB_FAILED, CliContext, cli_of, validated
 from cli.follow import SUBMIT_WAIT_S, finish
+from cli.sources import SourceOptions
 from shared.contract import (
     MAX_REFERENCES,
-    AssetReferences,
+    GeneratedImage,
     GenerateRequest,
     GenerateResult,
     Job,
     JobKind,
     JobState,
     Usage,
+    UsedSource,
 )
 
 commands = typer.Typer()
@@ -35,10 +37,25 @@ _MIME_SUFFIX = {
 }
 
 
-def _output_paths(out: Path, count: int) -> list[Path]:
-    if count <= 1:
+def _output_paths(job_id: str, images: list[GeneratedImage], output: Path | None) -> list[Path]:
+    """Where each image goes: `output` itself (numbered when there are several), or, when it
+    is a folder (it exists, or ends with /), files named by job, number and ratio inside."""
+    if output is not None and (output.is_dir() or str(output).endswith(("/", "\\"))):
+        return [
+            output / f"generated-{job_id[:8]}-{n}{_ratio_suffix(image)}.png"
+            for n, image in enumerate(images, start=1)
+        ]
+    out = output or Path(f"generated-{job_id[:8]}.png")
+    if len(images) <= 1:
         return [out]
-    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
+    return [
+        out.with_name(f"{out.stem}-{n}{_ratio_suffix(image)}{out.suffix}")
+        for n, image in enumerate(images, start=1)
+    ]
+
+
+def _ratio_suffix(image: GeneratedImage) -> str:
+    return f"-{image.aspect_ratio.replace(':', 'x')}" if image.aspect_ratio else ""
 
 
 def _save_image(data: bytes, mime_type: str, path: Path) -> None:
@@ -107,6 +124,38 @@ def generate(
         list[str] | None,
         typer.Option("--ref", help=f"Reference asset id (repeatable, up to {MAX_REFERENCES})."),
     ] = None,
+    subject: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--subject",
+            exists=True,
+            dir_okay=False,
+            help="A photo of the person or product to keep (uploaded; repeatable).",
+        ),
+    ] = None,
+    item: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--item",
+            help='Something to include, found by a search: "red shawl" (its best hit) or '
+            '"gold watch:2" (its top 2). Repeatable.',
+        ),
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Asset id of the image to edit (sent first).")
+    ] = None,
+    style: Annotated[
+        list[str] | None,
+        typer.Option("--style", help="Asset id of a style reference (repeatable)."),
+    ] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--formats",
+            help="The same scene in several ratios, e.g. 1:1,9:16,16:9 (the first is made, "
+            "then sent as the base of the others).",
+        ),
+    ] = None,
     query: Annotated[
         str | None, typer.Option("--query", help="Pick references by a text search.")
     ] = None,
@@ -140,24 +189,28 @@ def generate(
         ),
     ] = None,
 ) -> None:
-    """Generate images from a prompt and references from a collection (chosen by id with
-    --ref, or by a text search with --query; with neither, from the prompt alone). With
-    --from, many prompts in one job; the options given here are their defaults."""
+    """Generate images from a prompt and reference sources: photos of the subject to keep
+    (--subject, uploaded), searches of the collection (--item, --query), assets by id (--ref,
+    --style, and --base for the image to edit); with none, from the prompt alone. --formats
+    makes one scene in several ratios. With --from, many prompts in one job; the options
+    given here are their defaults."""
     cli = cli_of(ctx)
-    if ref and query:
-        cli.fail("error usage: give references with --ref ID... or --query TEXT, not both")
     if (prompt is None) == (from_file is None):
         cli.fail("error usage: give a PROMPT or --from FILE (one of them)")
-    references = None
-    if ref:
-        references = validated(cli, lambda: AssetReferences(asset_ids=list(ref)))
-    elif query:
-        references = validated(cli, lambda: AssetReferences(query=query, top_k=top_k))
+    options = SourceOptions(
+        subjects=list(subject or []),
+        items=list(item or []),
+        refs=list(ref or []),
+        styles=list(style or []),
+        base=base,
+        query=query,
+        top_k=top_k,
+    )
     body: dict[str, Any] = {
         "collection": collection,
-        "references": references,
         "save_to_collection": save,
         "aspect_ratio": aspect_ratio,
+        "aspect_ratios": formats.split(",") if formats else None,
         "image_size": image_size,
         "mode": "batch" if batch else "interactive",
         "webhook": webhook,
@@ -166,9 +219,13 @@ def generate(
         body["items"] = read_items(cli, from_file)
     else:
         body |= {"prompt": prompt, "count": count}
-    given = {k: v for k, v in body.items() if v is not None}
-    request = validated(cli, lambda: GenerateRequest.model_validate(given))
     with cli.api_errors(), cli.client() as client:
+        uploads = client.upload(options.subjects) if options.subjects else []
+        if options.given:
+            sources = validated(cli, lambda: options.request([u.upload_id for u in uploads]))
+            body["references"] = sources.references
+        given = {k: v for k, v in body.items() if v is not None}
+        request = validated(cli, lambda: GenerateRequest.model_validate(given))
         job = client.submit(
             JobKind.generate,
             request,
@@ -189,6 +246,20 @@ def generate(
             code, message = (job.error.code, job.error.message) if job.error else (job.state, "")
             cli.fail(f"error {code}: {message or 'generation did not complete'}", EXIT_JOB_FAILED)
         _save_outputs(cli, client, job.id, job.result, output)
+
+
+def describe(source: UsedSource) -> str:
+    """One source as used, on one line: its role, label and what it sent."""
+    label = f" {source.label!r}" if source.label else ""
+    sent = ", ".join(
+        f"{hit.asset_id[:12]}" + (f" ({hit.score:.3f})" if hit.score is not None else "")
+        for hit in source.hits
+    )
+    if source.upload_id:
+        sent = f"upload {source.upload_id} sha256 {(source.sha256 or '')[:12]}"
+    elif source.url:
+        sent = source.url
+    return f"{source.role}{label}: {source.kind} {sent}".rstrip()
 
 
 def usage_line(usage: Usage) -> str:
@@ -238,14 +309,18 @@ def _save_outputs(
     output: Path | None,
 ) -> None:
     images = result.images
-    out = output or Path(f"generated-{job_id[:8]}.png")
-    for image, path in zip(images, _output_paths(out, len(images)), strict=True):
+    for image, path in zip(images, _output_paths(job_id, images, output), strict=True):
         _save_image(client.content(image.content_url), image.mime_type, path)
+        ratio = f" {image.aspect_ratio}" if image.aspect_ratio else ""
         extra = f" (asset {image.asset_id})" if image.asset_id else ""
-        cli.console.print(f"saved {escape(str(path))} {image.width}x{image.height}{escape(extra)}")
+        cli.console.print(
+            f"saved {escape(str(path))} {image.width}x{image.height}{ratio}{escape(extra)}"
+        )
     if result.text:
         cli.console.print(f"text: {escape(result.text)}")
     cli.console.print(f"references: {escape(', '.join(result.references)) or '-'}")
+    for source in result.sources:
+        cli.console.print(f"  {escape(describe(source))}")
     cli.console.print(f"model: {escape(result.model)}")
     cli.console.print(usage_line(result.usage))
     if not images:

@@ -65,9 +65,9 @@ from shared.contract.embed import (
 )
 from shared.contract.generate import (
     IMAGES_PER_ITEM,
+    MAX_FORMATS,
     MAX_VARIANTS,
     AspectRatio,
-    AssetReferences,
     GeneratedImage,
     GeneratedItem,
     GenerateItem,
@@ -117,6 +117,16 @@ from shared.contract.paths import (
     submit_path,
     thumbnail_url,
     versions_path,
+)
+from shared.contract.references import (
+    ROLE_ORDER,
+    Lineage,
+    LineageStep,
+    ReferenceRole,
+    ReferenceSource,
+    SourceHit,
+    SourceKind,
+    UsedSource,
 )
 from shared.contract.search import (
     VECTOR_ONLY,
@@ -192,7 +202,15 @@ __all__ = [
     "IMAGES_PER_ITEM",
     "MAX_VARIANTS",
     "AspectRatio",
-    "AssetReferences",
+    "Lineage",
+    "LineageStep",
+    "MAX_FORMATS",
+    "ROLE_ORDER",
+    "ReferenceRole",
+    "ReferenceSource",
+    "SourceHit",
+    "SourceKind",
+    "UsedSource",
     "GenerateItem",
     "GenerateMode",
     "GenerateRequest",

@@ -77,6 +77,7 @@ class ErrorCode(StrEnum):
     prompt_too_long = "prompt_too_long"
     too_many_items = "too_many_items"
     option_not_supported = "option_not_supported"
+    invalid_references = "invalid_references"
     webhook_not_configured = "webhook_not_configured"
     # things that do not exist
     collection_not_found = "collection_not_found"
@@ -120,6 +121,7 @@ class ErrorCode(StrEnum):
     no_image = "no_image"
     upstream_error = "upstream_error"
     timeout = "timeout"
+    no_references_found = "no_references_found"
     # the service
     work_lost = "work_lost"
     work_timed_out = "work_timed_out"

@@ -11,13 +11,13 @@ from pydantic import BaseModel, Field
 from shared.contract.common import COLLECTION_NAME_RE, MAX_REFERENCES
 from shared.contract.generate import (
     AspectRatio,
-    AssetReferences,
     GenerateMode,
     GenerateRequest,
     ImageSize,
 )
 from shared.contract.jobs import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState
 from shared.contract.paths import DEFAULT_THUMBNAIL_SIZE, THUMBNAIL_SIZES
+from shared.contract.references import ReferenceSource
 from shared.contract.search import SearchMode, SearchRequest
 
 
@@ -97,7 +97,7 @@ def service_meta(
         collection_name_pattern=COLLECTION_NAME_RE.pattern,
         top_k=field_bounds(SearchRequest, "top_k"),
         generate_count=field_bounds(GenerateRequest, "count"),
-        reference_top_k=field_bounds(AssetReferences, "top_k"),
+        reference_top_k=field_bounds(ReferenceSource, "top_k"),
         max_query_chars=max_query_chars,
         max_prompt_chars=max_prompt_chars,
         max_upload_bytes=max_upload_bytes,

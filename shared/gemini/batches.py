@@ -38,7 +38,9 @@ from shared.gemini.config import GeminiConfig
 from shared.gemini.content import (
     GenerationError,
     GenerationOutput,
+    ReferenceImage,
     enum_str,
+    layout,
     parse_response,
     request_config,
     request_contents,
@@ -65,20 +67,28 @@ class BatchRequest:
 
     key: str
     prompt: str
-    references: list[tuple[bytes, str]]
+    references: list[ReferenceImage]
     aspect_ratio: str | None = None
     image_size: str | None = None
 
     def approximate_bytes(self) -> int:
         # base64 grows bytes by 4/3; a little for the JSON around each part
-        return len(self.prompt.encode()) + sum(len(d) * 4 // 3 + 64 for d, _ in self.references)
+        return len(self.prompt.encode()) + sum(
+            len(r.data) * 4 // 3 + 64 + 300 for r in self.references
+        )
 
     def file_line(self) -> str:
         """The request as a line of a batch input file (the REST shape, camelCase)."""
-        parts: list[dict[str, Any]] = [{"text": self.prompt}]
-        parts += [
-            {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
-            for data, mime in self.references
+        parts: list[dict[str, Any]] = [
+            {"text": part}
+            if isinstance(part, str)
+            else {
+                "inlineData": {
+                    "mimeType": part.mime_type,
+                    "data": base64.b64encode(part.data).decode(),
+                }
+            }
+            for part in layout(self.prompt, self.references)
         ]
         config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
         image_config = {

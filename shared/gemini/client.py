@@ -21,6 +21,7 @@ from shared.gemini.config import GeminiConfig
 from shared.gemini.content import (
     GenerationError,
     GenerationOutput,
+    ReferenceImage,
     parse_response,
     request_config,
     request_contents,
@@ -72,11 +73,11 @@ class GeminiGenerator:
     async def generate(
         self,
         prompt: str,
-        references: list[tuple[bytes, str]],
+        references: list[ReferenceImage],
         aspect_ratio: str | None = None,
         image_size: str | None = None,
     ) -> GenerationOutput:
-        """One call (with retries): prompt + references (bytes, mime type) → images.
+        """One call (with retries): prompt + reference images (content.py's layout) → images.
 
         Raises GenerationError with code blocked / no_image / upstream_error / timeout /
         not_configured.
@@ -99,7 +100,7 @@ class GeminiGenerator:
         self,
         client: genai.Client,
         prompt: str,
-        references: list[tuple[bytes, str]],
+        references: list[ReferenceImage],
         aspect_ratio: str | None,
         image_size: str | None,
     ) -> types.GenerateContentResponse:

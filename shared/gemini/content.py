@@ -1,9 +1,11 @@
 """What goes into one generateContent call and what comes out: the request's contents and
 config, and the answer read as images and text, or as a ``GenerationError``.
 
-Request layout: one user turn whose parts are the prompt text FIRST, then the reference images
-as inline parts in the order given (the layout of Google's image-editing examples,
-``contents=[prompt, image1, image2]``).
+Request layout: one user turn in which each reference image comes after a short caption of
+the service's that numbers it and says its role and label ("Image 1 is the base image to
+edit", "Image 2 shows the subject to keep: the player"), base and subject images first; then
+the user's prompt, unchanged, as the last part (``layout``; docs/generation.md quotes the
+wording). A generation without references is the prompt alone.
 
 Gemini 3 image models think before they answer: parts marked ``thought`` are drafts, not
 results. A block comes as ``promptFeedback.blockReason`` or as a candidate's finish reason
@@ -87,9 +89,57 @@ def enum_str(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
-def request_contents(prompt: str, references: list[tuple[bytes, str]]) -> list[types.Content]:
-    parts = [types.Part.from_text(text=prompt)]
-    parts += [types.Part.from_bytes(data=data, mime_type=mime) for data, mime in references]
+@dataclass
+class ReferenceImage:
+    """One image sent with a prompt: its bytes, its role (shared/contract/references.py) and
+    the label the caption names it by. `reformat`: the first format's output, sent as the
+    base of another format of the same scene."""
+
+    data: bytes
+    mime_type: str
+    role: str = "item"
+    label: str | None = None
+    reformat: bool = False
+
+
+_CAPTIONS = {
+    "base": "Image {n}{label} is the base image to edit: change only what the instruction "
+    "below asks and keep everything else as it is.",
+    "subject": "Image {n} shows the subject to keep{label}: keep their identity, face, shape "
+    "and details exactly as they are.",
+    "style": "Image {n} is a style reference{label}: follow its look (colours, light, "
+    "materials, composition), not its content.",
+    "item": "Image {n} shows an item to include{label}.",
+}
+_REFORMAT = (
+    "Image {n} is this same scene, made before in another format: make it again in the "
+    "format asked for, keeping everything in it (people, products, colours, light) the same."
+)
+
+
+def caption(number: int, image: ReferenceImage) -> str:
+    """The service's words before image `number` (from 1)."""
+    if image.reformat:
+        return _REFORMAT.format(n=number)
+    label = f" ({image.label})" if image.label else ""
+    return _CAPTIONS.get(image.role, _CAPTIONS["item"]).format(n=number, label=label)
+
+
+def layout(prompt: str, references: list[ReferenceImage]) -> list[str | ReferenceImage]:
+    """The parts of one request, in order: each image after its caption, the prompt last."""
+    parts: list[str | ReferenceImage] = []
+    for number, image in enumerate(references, start=1):
+        parts += [caption(number, image), image]
+    return [*parts, prompt]
+
+
+def request_contents(prompt: str, references: list[ReferenceImage]) -> list[types.Content]:
+    parts = [
+        types.Part.from_text(text=part)
+        if isinstance(part, str)
+        else types.Part.from_bytes(data=part.data, mime_type=part.mime_type)
+        for part in layout(prompt, references)
+    ]
     return [types.Content(role="user", parts=parts)]
 
 

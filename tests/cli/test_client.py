@@ -299,8 +299,10 @@ def test_generate_saves_numbered_images_and_converts_suffixes(run: Run, tmp_path
 def test_generate_failure_and_usage(run: Run) -> None:
     blocked = run("generate", "nope [block:prompt]", "-c", "g2")
     assert blocked.exit_code == 1 and "error blocked" in blocked.output
-    both = run("generate", "x", "-c", "g2", "--ref", "a" * 64, "--query", "q")
-    assert both.exit_code == 2 and "not both" in both.output
+    twice = run("generate", "x", "-c", "g2", "--formats", "1:1,1:1")
+    assert twice.exit_code == 2 and "each aspect ratio once" in twice.output
+    badly = run("generate", "x", "-c", "g2", "--item", "a shawl", "--base", "not-an-id")
+    assert badly.exit_code == 2 and "asset_ids" in badly.output
     bad_ratio = run("generate", "x", "-c", "g2", "--aspect-ratio", "7:3")
     assert bad_ratio.exit_code == 2 and "aspect_ratio" in bad_ratio.output
 

@@ -23,7 +23,13 @@ import redis
 import redis.asyncio
 from PIL import Image
 
-from shared.gemini import GeminiConfig, GeminiGenerator, GenerationError, RpmLimiter
+from shared.gemini import (
+    GeminiConfig,
+    GeminiGenerator,
+    GenerationError,
+    ReferenceImage,
+    RpmLimiter,
+)
 from tests.support.fake_gemini import FakeGemini, image_size_for
 
 MODEL = "gemini-3.1-flash-image"
@@ -93,9 +99,9 @@ def sha(data: bytes) -> str:
 
 def test_success_sends_prompt_and_references_in_order(fake: FakeGemini, generator: GeminiGenerator):
     refs = [
-        (png((255, 0, 0)), "image/png"),
-        (png((0, 0, 255), fmt="JPEG"), "image/jpeg"),
-        (png((0, 255, 0)), "image/png"),
+        ReferenceImage(png((255, 0, 0)), "image/png", role="base"),
+        ReferenceImage(png((0, 0, 255), fmt="JPEG"), "image/jpeg", "subject", "the player"),
+        ReferenceImage(png((0, 255, 0)), "image/png", "item", "the red shawl"),
     ]
     prompt = unique("a red silk shawl on a mannequin")
     out = run(generator.generate(prompt, refs))
@@ -113,9 +119,20 @@ def test_success_sends_prompt_and_references_in_order(fake: FakeGemini, generato
     assert seen.prompt == prompt
     assert seen.headers["x-goog-api-key"] == KEY
     assert seen.reference_count == 3
-    assert seen.reference_sha256 == [sha(data) for data, _ in refs]
+    assert seen.reference_sha256 == [sha(r.data) for r in refs]
     assert seen.reference_mime_types == ["image/png", "image/jpeg", "image/png"]
-    assert seen.part_kinds == ["text", "image", "image", "image"]  # prompt first, then refs
+    # each image after the service's caption, numbered, with its role and label; the prompt last
+    assert seen.parts == [
+        "text:Image 1 is the base image to edit: change only what the instruction below asks "
+        "and keep everything else as it is.",
+        f"image:{sha(refs[0].data)}",
+        "text:Image 2 shows the subject to keep (the player): keep their identity, face, "
+        "shape and details exactly as they are.",
+        f"image:{sha(refs[1].data)}",
+        "text:Image 3 shows an item to include (the red shawl).",
+        f"image:{sha(refs[2].data)}",
+        f"text:{prompt}",
+    ]
     assert seen.response_modalities == ["TEXT", "IMAGE"]
     assert seen.image_config == {}
     assert seen.headers["x-server-timeout"] == "10"  # HttpOptions.timeout is in ms
@@ -426,7 +443,7 @@ def test_fake_runs_as_a_script():
         assert "listening" in proc.stdout.readline()
         config = GeminiConfig(KEY, MODEL, base_url=f"http://127.0.0.1:{port}", timeout_s=5)
         generator = GeminiGenerator(config)
-        out = run(generator.generate("from another process", [(png((1, 2, 3)), "image/png")]))
+        out = run(generator.generate("from another process", [ReferenceImage(png((1, 2, 3)), "image/png")]))
         assert out.images
     finally:
         proc.terminate()
@@ -483,7 +500,7 @@ def test_a_batch_moves_through_its_states_and_answers_each_request(
     batches = make_batches(fake, inline_limit_bytes=inline_limit)
     tag = uuid.uuid4().hex[:8]
     requests = [
-        BatchRequest("0:0", f"fine {tag}", [(png((1, 2, 3)), "image/png")], "16:9", "2K"),
+        BatchRequest("0:0", f"fine {tag}", [ReferenceImage(png((1, 2, 3)), "image/png")], "16:9", "2K"),
         BatchRequest("1:0", f"blocked {tag} [block:prompt]", []),
         BatchRequest("2:0", f"broken {tag} [fail:500]", []),
     ]

@@ -119,6 +119,8 @@ class RecordedRequest:
     reference_mime_types: list[str]
     reference_sha256: list[str]
     part_kinds: list[str]  # "text" / "image", in the order the request carried them
+    # every part in order: "text:<the text>" or "image:<sha256 of its bytes>"
+    parts: list[str]
     image_config: dict[str, Any]
     response_modalities: list[str]
     status: int = 200
@@ -319,11 +321,13 @@ class FakeGemini:
         kinds: list[str] = []
         ref_mimes: list[str] = []
         ref_shas: list[str] = []
+        sequence: list[str] = []
         for content in body.get("contents") or []:
             for part in content.get("parts") or []:
                 if "text" in part:
                     texts.append(str(part["text"]))
                     kinds.append("text")
+                    sequence.append(f"text:{part['text']}")
                 elif "inlineData" in part or "inline_data" in part:
                     # Google's JSON parser takes camelCase and snake_case names alike, and
                     # google-genai 3.4.0 does send {"inlineData": {"mime_type": ...}}.
@@ -332,7 +336,9 @@ class FakeGemini:
                     ref_mimes.append(str(blob.get("mimeType") or blob.get("mime_type")))
                     ref_shas.append(hashlib.sha256(data).hexdigest())
                     kinds.append("image")
-        prompt = "\n".join(texts)
+                    sequence.append(f"image:{ref_shas[-1]}")
+        # the service sends its captions first and the user's prompt as the last text
+        prompt = texts[-1] if texts else ""
         gen_config = body.get("generationConfig") or {}
         image_config = dict(gen_config.get("imageConfig") or {})
         record = RecordedRequest(
@@ -346,6 +352,7 @@ class FakeGemini:
             reference_mime_types=ref_mimes,
             reference_sha256=ref_shas,
             part_kinds=kinds,
+            parts=sequence,
             image_config=image_config,
             response_modalities=list(gen_config.get("responseModalities") or []),
             received_at=time.time(),
