@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.clip.registry import KNOWN_DIMENSIONS
 from shared.contract import TENANT_RE
 
+# shared.tasks.QUEUES, which imports this module (a test keeps the two equal).
+QUEUE_NAMES = ("embed", "query", "generate", "default")
+
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
@@ -129,9 +132,7 @@ class Settings(BaseSettings):
     # The queues /readyz needs a live worker on (shared.tasks.QUEUES). A cluster that scales a
     # worker kind to zero (deploy/kubernetes: embed) leaves it out, or the API would go unready
     # with no worker and never take the work that scales one up.
-    ready_queues: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["embed", "query", "generate", "default"]
-    )
+    ready_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [*QUEUE_NAMES])
     # One log line per request costs ~7 % of the API's submit rate; /metrics counts requests.
     access_log: bool = False
     # Per API key (with keys on), shared by every API process: requests per second after a
@@ -196,6 +197,15 @@ class Settings(BaseSettings):
     @classmethod
     def _ready_queues_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("ready_queues")
+    @classmethod
+    def _ready_queues_known(cls, queues: list[str]) -> list[str]:
+        # A misspelt queue would keep /readyz at 503 for ever: refused at start-up instead.
+        unknown = set(queues) - set(QUEUE_NAMES)
+        if unknown:
+            raise ValueError(f"ASSETRAG_READY_QUEUES names unknown queues: {sorted(unknown)}")
+        return queues
 
     @field_validator("api_keys")
     @classmethod

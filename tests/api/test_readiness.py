@@ -34,3 +34,9 @@ def test_ready_without_embed_workers_when_embed_may_scale_to_zero(
         ready = api.get("/readyz")
         assert ready.status_code == 200, ready.json()
         assert ready.json()["queues"]["embed"] == []  # still listed, just not needed
+
+
+def test_a_misspelt_ready_queue_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSETRAG_READY_QUEUES", "query,embeds")
+    with pytest.raises(ValueError, match="embeds"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
