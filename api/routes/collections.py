@@ -8,11 +8,12 @@ from fastapi import APIRouter, Header, Query, Response
 
 from api.deps import AssetDep, CallerDep, CollectionDep
 from api.errors import responses
+from api.lineage import trace
 from api.paths import ASSET_ID, NAME, relative
 from api.state import AppState
 from shared import contract
 from shared.blobs import BlobNotFound, thumbnail_key
-from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Page
+from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Lineage, Page
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
 from shared.milvus.records import AssetRecord
@@ -110,6 +111,19 @@ def list_assets(
 )
 def read_asset(name: str, record: AssetDep) -> Asset:
     return record.public(name)
+
+
+@router.get(
+    relative(router, contract.lineage_url(NAME, ASSET_ID)),
+    response_model=Lineage,
+    responses=responses(E.collection_not_found, E.asset_not_found),
+)
+def asset_lineage(name: str, record: AssetDep, caller: CallerDep) -> Lineage:
+    """How the asset was made: its step (sources with their roles, labels, query texts and
+    hit scores, uploads by sha256, the prompt, the model), then the steps of the generated
+    assets it drew on, back to the originals. An asset not generated here is its own
+    original, with no steps."""
+    return trace(caller.vectors, name, record)
 
 
 @router.delete(

@@ -39,8 +39,9 @@ _MIME_SUFFIX = {
 
 def _output_paths(job_id: str, images: list[GeneratedImage], output: Path | None) -> list[Path]:
     """Where each image goes: `output` itself (numbered when there are several), or, when it
-    is a folder (it exists, or ends with /), files named by job, number and ratio inside."""
-    if output is not None and (output.is_dir() or str(output).endswith(("/", "\\"))):
+    is a folder (it exists, or has no suffix: `-o out/`), files named by job, number and ratio
+    inside it."""
+    if output is not None and (output.is_dir() or not output.suffix):
         return [
             output / f"generated-{job_id[:8]}-{n}{_ratio_suffix(image)}.png"
             for n, image in enumerate(images, start=1)
@@ -184,8 +185,9 @@ def generate(
         typer.Option(
             "--output",
             "-o",
-            help="Image file to write [default: generated-<id>.png]; with --from, a folder "
-            "[default: generated-<id>/] for the images and results.jsonl.",
+            help="Image file to write [default: generated-<id>.png], or a folder (out/) for "
+            "each image by number and ratio; with --from, a folder [default: generated-<id>/] "
+            "for the images and results.jsonl.",
         ),
     ] = None,
 ) -> None:

@@ -162,8 +162,15 @@ def exactly_one(*names: str, **schema: Any) -> ConfigDict:
     )
 
 
+# JSON Schema's `\S` is ECMAScript's: these are its white space (Python's str.isspace adds
+# the ASCII separators \x1c-\x1f and \x85, which the schema counts as text).
+_ECMA_BLANK = re.compile(
+    r"[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*"
+)
+
+
 def _not_blank(text: str) -> str:
-    if not text.strip():
+    if _ECMA_BLANK.fullmatch(text):
         raise ValueError("must not be blank")
     return text
 

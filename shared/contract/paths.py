@@ -86,5 +86,10 @@ def asset_content_url(collection: str, asset_id: str) -> str:
     return f"{asset_url(collection, asset_id)}/content"
 
 
+def lineage_url(collection: str, asset_id: str) -> str:
+    """How an asset was made: the chain back to its originals."""
+    return f"{asset_url(collection, asset_id)}/lineage"
+
+
 def thumbnail_url(collection: str, asset_id: str, size: int = DEFAULT_THUMBNAIL_SIZE) -> str:
     return f"{asset_url(collection, asset_id)}/thumbnail?size={size}"
