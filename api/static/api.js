@@ -75,6 +75,7 @@ export const paths = {
   collection: (name) => `${COLLECTIONS}/${encodeURIComponent(name)}`,
   assets: (name) => `${paths.collection(name)}/assets`,
   asset: (name, assetId) => `${paths.assets(name)}/${assetId}`,
+  lineage: (name, assetId) => `${paths.asset(name, assetId)}/lineage`,
   versions: (name) => `${paths.collection(name)}/versions`,
   version: (name, number) => `${paths.versions(name)}/${number}`,
   reindex: (name) => `${paths.collection(name)}/reindex`,

@@ -157,23 +157,25 @@ def test_generate_from_picked_hits(page: Page, catalogue: list[str], fake_gemini
     for n in range(2):
         page.locator(".results .tile").nth(n).get_by_role("checkbox").check()
     page.get_by_role("link", name="Generate with them").click()
-    expect(page.get_by_label("Picked hits")).to_be_checked()
-    expect(page.locator("fieldset .chip")).to_have_count(2)
+    picked_source = page.locator(".sources > .source")
+    expect(picked_source).to_have_count(1)
+    expect(picked_source).to_have_attribute("data-kind", "assets")
+    expect(picked_source.locator(".chip")).to_have_count(2)
     assert_every_control_is_labelled(page)
     prompt = "ui test: the two looks on a magazine cover"
     page.get_by_label("Prompt").fill(prompt)
     page.get_by_label("Images").select_option("2")
-    page.get_by_label("Aspect ratio").select_option("16:9")
+    page.get_by_label("16:9", exact=True).check()
     page.get_by_label("Save the outputs to the collection").check()
     page.get_by_role("button", name="Generate").click()
-    outputs = page.locator(".outputs .output-tile")
+    outputs = page.locator(".results > .result").first.locator(".outputs .output-tile")
     expect(outputs).to_have_count(2)
-    expect(outputs.locator("img")).to_have_count(2)
+    expect(outputs.locator("figure img")).to_have_count(2)
     expect(outputs.get_by_text(f"Saved to {CATALOGUE}")).to_have_count(2)
-    expect(page.locator(".output .usage")).to_have_text(
+    expect(page.locator(".result .usage")).to_have_text(
         "Gemini: 2 call(s), 2 image(s) returned, 2 billed, about $0.134"
     )
-    references = page.locator(".output .grid .tile .name")
+    references = page.locator(".result .used-sources").first.locator(".chip .name")
     assert sorted(references.all_inner_texts()) == sorted(picked)
     requests = fake_gemini.requests_for(prompt)
     assert len(requests) == 2
@@ -188,7 +190,8 @@ def test_generate_from_picked_hits(page: Page, catalogue: list[str], fake_gemini
     dialog.get_by_role("button", name="Close").click()
 
     # an output not saved at run time is saved afterwards, with the same lineage
-    page.get_by_label("No references").check()
+    page.get_by_role("button", name="Remove source 1").click()
+    page.get_by_label("16:9", exact=True).uncheck()
     page.get_by_label("Images").select_option("1")
     page.get_by_label("Save the outputs to the collection").uncheck()
     page.get_by_role("button", name="Generate").click()
