@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.clip.catalog import OFFERED, open_clip_parts
 from shared.clip.registry import KNOWN_DIMENSIONS
 from shared.contract import TENANT_RE
 
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     # ones (names or checkpoint paths on the workers), and how many a worker keeps loaded.
     clip_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_models: int = Field(default=2, ge=1)
+    # open_clip models (open_clip:<arch>/<tag>): an offline folder holding <arch>/<tag>/ as
+    # `assetrag fetch-model --to` writes it, read before any download; and where first-use
+    # downloads go (the Hugging Face cache when unset).
+    model_dir: Path | None = None
+    model_cache: Path | None = None
     device: Literal["auto", "cuda", "cpu"] = "auto"
     # Read (never set here) to count the GPUs `assetrag up` gives one embed worker each.
     cuda_visible_devices: str | None = Field(
@@ -193,6 +199,12 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("clip_model")
+    @classmethod
+    def _model_name_parses(cls, name: str) -> str:
+        open_clip_parts(name)  # open_clip:<arch>/<tag>, or refused at start-up
+        return name
+
     @field_validator("ready_queues", mode="before")
     @classmethod
     def _ready_queues_csv(cls, value: object) -> object:
@@ -243,7 +255,8 @@ class Settings(BaseSettings):
     @property
     def allowed_models(self) -> list[str]:
         """What a collection may be re-indexed to."""
-        named = [self.clip_model, *self.clip_models, *KNOWN_DIMENSIONS]
+        offered = [m.name for m in OFFERED]
+        named = [self.clip_model, *self.clip_models, *offered, *KNOWN_DIMENSIONS]
         return list(dict.fromkeys(named))
 
     @property

@@ -22,7 +22,7 @@ from workers.context import Target, WorkerContext
 if TYPE_CHECKING:  # the model is loaded where it runs, not where this module is imported
     import torch
 
-    from shared.clip.encoder import ClipEncoder
+    from shared.clip.families import Encoder
 
 
 @dataclass
@@ -140,7 +140,7 @@ def write_version(
 
 
 def with_vectors(
-    encoder: ClipEncoder, records: list[AssetRecord], pixels: list[torch.Tensor]
+    encoder: Encoder, records: list[AssetRecord], pixels: list[torch.Tensor]
 ) -> list[AssetRecord]:
     """The records again, each with `encoder`'s vector of its preprocessed image."""
     vectors = encoder.encode_images(pixels)
@@ -149,7 +149,7 @@ def with_vectors(
     ]
 
 
-def preprocess_again(ctx: WorkerContext, asset: NewAsset, encoder: ClipEncoder) -> torch.Tensor:
+def preprocess_again(ctx: WorkerContext, asset: NewAsset, encoder: Encoder) -> torch.Tensor:
     if asset.model == encoder.model_id:
         return asset.pixels
     _, image = sniff_and_decode(

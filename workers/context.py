@@ -26,7 +26,7 @@ from workers.encoders import EncoderCache
 from workers.query_batcher import QueryBatcher, QueryBatchers, Searcher
 
 if TYPE_CHECKING:
-    from shared.clip.encoder import ClipEncoder
+    from shared.clip.families import Encoder
     from shared.gemini import GeminiBatches, GeminiGenerator
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class WorkerContext(Services):
     _ready_collections: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def encoder(self, model: str | None = None) -> ClipEncoder:
+    def encoder(self, model: str | None = None) -> Encoder:
         """A loaded encoder for `model` (the service's default model when None)."""
         with self._lock:
             if self._encoders is None:
@@ -76,10 +76,10 @@ class WorkerContext(Services):
                 )
             return self._batchers
 
-    def _load_encoder(self, model: str) -> ClipEncoder:
-        from shared.clip.encoder import ClipEncoder
+    def _load_encoder(self, model: str) -> Encoder:
+        from shared.clip.families import encoder_for
 
-        encoder = ClipEncoder.from_settings(model, self.settings)
+        encoder = encoder_for(model, self.settings)
         encoder.load()
         self.models.record(encoder.model_id, encoder.dim)
         return encoder
@@ -103,7 +103,7 @@ class WorkerContext(Services):
         vectors: TenantVectors,
         collection: str,
         records: list[AssetRecord],
-        encoder: ClipEncoder,
+        encoder: Encoder,
         version: int | None = None,
     ) -> None:
         """Creates the collection on first use (once per process), then upserts into the

@@ -17,22 +17,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shared.clip.encoder import ClipEncoder
+    from shared.clip.families import Encoder
 
 log = logging.getLogger("assetrag.worker")
 
 
 class EncoderCache:
-    def __init__(self, size: int, load: Callable[[str], ClipEncoder]) -> None:
+    def __init__(self, size: int, load: Callable[[str], Encoder]) -> None:
         self.size = size
         self._load = load
-        self._loaded: OrderedDict[str, ClipEncoder] = OrderedDict()
+        self._loaded: OrderedDict[str, Encoder] = OrderedDict()
         self._lock = threading.Lock()
         # One lock a model: threads asking for the same model wait for one load; a load of
         # another model does not hold them up.
         self._loading: dict[str, threading.Lock] = {}
 
-    def get(self, model: str) -> ClipEncoder:
+    def get(self, model: str) -> Encoder:
         with self._lock:
             if (encoder := self._loaded.get(model)) is not None:
                 self._loaded.move_to_end(model)

@@ -37,7 +37,7 @@ from workers.retries import with_retries
 if TYPE_CHECKING:
     import torch
 
-    from shared.clip.encoder import ClipEncoder
+    from shared.clip.families import Encoder
 
 log = logging.getLogger("assetrag.reindex")
 # Rounds of "copy what the new version lacks" before the swap; writers write both versions
@@ -96,7 +96,7 @@ def _mark(
     scope: TenantVectors,
     job_id: str,
     current: CollectionInfo,
-    encoder: ClipEncoder,
+    encoder: Encoder,
 ) -> ReindexMark:
     """The collection marked for this job and its next version made (the lock held). A
     re-index that stopped short before is cleaned first; a redelivered plan finds its own

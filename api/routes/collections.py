@@ -17,6 +17,7 @@ from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, 
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
 from shared.milvus.records import AssetRecord
+from shared.rules import check_model_allowed
 
 router = APIRouter(prefix=contract.COLLECTIONS_PATH, tags=["collections"])
 E = ErrorCode
@@ -45,13 +46,16 @@ def list_collections(caller: CallerDep) -> Page[CollectionInfo]:
     COLLECTIONS,
     status_code=201,
     response_model=CollectionInfo,
-    responses=responses(E.model_not_loaded, E.collection_exists, E.malformed_json),
+    responses=responses(
+        E.model_not_loaded, E.model_not_allowed, E.collection_exists, E.malformed_json
+    ),
 )
 def create_collection(body: CollectionCreate, caller: CallerDep) -> CollectionInfo:
-    """An empty collection for the service's CLIP model (embedding into a missing collection
-    creates it too)."""
+    """An empty collection for `model` (one GET /v1/meta offers; the service's default when
+    left out). Embedding into a missing collection creates it too, on the default model."""
     state, vectors = caller.state, caller.vectors
-    model = state.settings.clip_model
+    model = body.model or state.settings.clip_model
+    check_model_allowed(model, state.settings.allowed_models)
     dimension = state.models.dimension(model)
     if dimension is None:
         raise CodedError(

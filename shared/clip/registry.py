@@ -1,4 +1,4 @@
-"""Which CLIP models the workers run, and their embedding dimensions.
+"""Which CLIP models (both families) the workers run, and their embedding dimensions.
 
 Workers record a model's dimension in Redis when they load it, so the API (which never
 loads a model) can create a collection with the right dimension.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis
 
 from shared import keys
+from shared.clip.catalog import OFFERED
 
 # Dimensions of OpenAI's published CLIP models, for before any worker has loaded one.
 KNOWN_DIMENSIONS = {
@@ -21,6 +22,7 @@ KNOWN_DIMENSIONS = {
     "ViT-B/16": 512,
     "ViT-L/14": 768,
     "ViT-L/14@336px": 768,
+    **{m.name: m.dimension for m in OFFERED},
 }
 
 

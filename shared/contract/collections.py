@@ -11,10 +11,27 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shared.contract.common import CollectionName, Metadata, Result, Strict, Webhook, not_null
 
+ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        # a name OpenAI publishes, open_clip:<arch>/<tag>, or a checkpoint's path on the workers
+        pattern=r"^[A-Za-z0-9/][A-Za-z0-9@/._:+-]*$",
+        description="a CLIP model the service allows (GET /v1/meta lists them)",
+        examples=["ViT-L/14"],
+    ),
+]
+
 
 class CollectionCreate(Strict):
     name: CollectionName
     metric: Literal["COSINE"] = "COSINE"
+    model: ModelName | SkipJsonSchema[None] = Field(
+        default=None,
+        description="the model its vectors are made with (GET /v1/meta lists them); "
+        "the service's default when left out",
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -55,17 +72,6 @@ class Asset(BaseModel):
 
 # ── re-indexing ─────────────────────────────────────────────────────────────────────────────
 
-ModelName = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=256,
-        # a name OpenAI publishes, or a checkpoint's path on the workers
-        pattern=r"^[A-Za-z0-9/][A-Za-z0-9@/._:+-]*$",
-        description="a CLIP model the service allows (GET /v1/meta lists them)",
-        examples=["ViT-L/14"],
-    ),
-]
 
 
 class ReindexRequest(Strict):

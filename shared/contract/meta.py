@@ -27,6 +27,16 @@ class Bounds(BaseModel):
     default: int
 
 
+class ModelInfo(BaseModel):
+    """One model a collection may be made with or re-indexed to."""
+
+    name: str
+    dimension: int | None = Field(description="None until a worker has loaded an unlisted one")
+    languages: str = Field(description='"en", or the languages its text tower reads')
+    note: str = ""
+    default: bool = False
+
+
 class ServiceMeta(BaseModel):
     """What a client (the web UI among them) reads at start-up instead of copying this module:
     its enums and bounds, and the limits this server runs with."""
@@ -49,6 +59,9 @@ class ServiceMeta(BaseModel):
     max_upload_bytes: int
     clip_model: str
     models: list[str] = Field(description="the CLIP models a collection may be re-indexed to")
+    model_catalog: list[ModelInfo] = Field(
+        default_factory=list, description="the same models with dimension, languages and a note"
+    )
     generator_configured: bool
     generator_model: str = Field(default="", description="the Gemini image model in use")
     generate_modes: list[str] = Field(default_factory=lambda: list(get_args(GenerateMode)))
@@ -75,6 +88,7 @@ def service_meta(
     generator_model: str = "",
     max_generate_items: int = 0,
     model_options: tuple[int, frozenset[str], frozenset[str]] | None = None,
+    model_catalog: list[ModelInfo] | None = None,
 ) -> ServiceMeta:
     """`model_options`: (references, image sizes, aspect ratios) the image model takes, when
     known; the lists then hold only those."""
@@ -103,6 +117,7 @@ def service_meta(
         max_upload_bytes=max_upload_bytes,
         clip_model=clip_model,
         models=models,
+        model_catalog=model_catalog or [],
         generator_configured=generator_configured,
         generator_model=generator_model,
         max_generate_items=max_generate_items,
