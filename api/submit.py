@@ -27,6 +27,7 @@ from shared.contract import (
     GenerateRequest,
     Job,
     JobKind,
+    Kit,
     ReferenceSource,
     ReindexJob,
     ReindexRequest,
@@ -103,7 +104,9 @@ async def accept_generate(
             E.generator_not_configured,
             "no Gemini API key: set ASSETRAG_GEMINI_API_KEY (or GEMINI_API_KEY)",
         )
-    wanted = check_generations(body, settings)
+    kits = await run_in_threadpool(resolve_kits, caller, body)
+    body = pin_kits(body, kits)
+    wanted = check_generations(body, settings, kits)
     for collection in wanted.collections:
         await load_collection(caller, collection)
     for collection, asset_ids in wanted.assets.items():
@@ -141,9 +144,33 @@ def _once(values: list[str], value: str) -> None:
         values.append(value)
 
 
-def check_generations(body: GenerateRequest, settings: Settings) -> Wanted:
-    """Each generation's prompt, sources and options against this server's limits and the
-    model's; returns what the sources name, each once."""
+def resolve_kits(caller: Caller, body: GenerateRequest) -> dict[str, Kit]:
+    """Each kit named, by the ref given (404 for one that is not the caller's)."""
+    refs = {item.kit for item in body.generations() if item.kit is not None}
+    return {ref: caller.state.kits.get(caller.tenant, ref) for ref in sorted(refs)}
+
+
+def pin_kits(body: GenerateRequest, kits: dict[str, Kit]) -> GenerateRequest:
+    """The request as the job keeps it: each kit named at the version it is now (`name@N`),
+    so a later PUT does not change a job already submitted."""
+    if not kits:
+        return body
+    items = None
+    if body.items is not None:
+        items = [
+            item.model_copy(update={"kit": kits[item.kit].ref}) if item.kit else item
+            for item in body.items
+        ]
+    kit = kits[body.kit].ref if body.kit else None
+    return body.model_copy(update={"kit": kit, "items": items})
+
+
+def check_generations(
+    body: GenerateRequest, settings: Settings, kits: dict[str, Kit] | None = None
+) -> Wanted:
+    """Each generation's prompt, sources, kit and options against this server's limits and
+    the model's; returns what the sources (and kits) name, each once."""
+    kits = {kit.ref: kit for kit in (kits or {}).values()}
     generations = body.generations()
     check_item_count(len(generations), settings.max_generate_items)
     wanted = Wanted()
@@ -157,7 +184,10 @@ def check_generations(body: GenerateRequest, settings: Settings) -> Wanted:
         for source in item.sources:
             check_query(source.query, settings)
             wanted.add(source, body.collection)
-        check_sources(settings.gemini_model, item, body.mode == "batch", where)
+        kit = kits.get(item.kit) if item.kit else None
+        if kit is not None:
+            wanted.add(ReferenceSource(asset_ids=kit.references, collection=kit.collection), "")
+        check_sources(settings.gemini_model, item, body.mode == "batch", where, kit)
         for ratio in item.formats:
             check_generation(settings.gemini_model, ratio, item.image_size, where)
     return wanted

@@ -147,3 +147,13 @@ def gemini_rpm(name: str) -> str:
 
 def rate_limit(caller: str) -> str:
     return f"{PREFIX}:ratelimit:{caller}"
+
+
+def kit(tenant: str | None, name: str) -> str:
+    """A kit's versions (hash: version → JSON, plus "latest" and "deleted")."""
+    return f"{PREFIX}:kit:{tenant or '-'}:{name}"
+
+
+def kits(tenant: str | None) -> str:
+    """The names of a tenant's kits (deleted ones leave it)."""
+    return f"{PREFIX}:kits:{tenant or '-'}"

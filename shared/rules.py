@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.contract import MAX_REFERENCES, CollectionInfo, ErrorCode, GenerateItem
+from shared.contract import (
+    IMAGES_PER_ITEM,
+    MAX_REFERENCES,
+    CollectionInfo,
+    ErrorCode,
+    GenerateItem,
+    Kit,
+)
 from shared.errors import CodedError, Conflict
 
 
@@ -113,20 +120,26 @@ def check_generation(
         )
 
 
-def check_sources(model: str, item: GenerateItem, batch: bool, where: str = "") -> None:
-    """An item's reference sources and formats: how many images in all and how many subjects
-    (the model's limits, the contract's 14 where the model is unknown), one base of one image,
-    and formats made interactively (each after the first is sent the first's output)."""
+def check_sources(
+    model: str, item: GenerateItem, batch: bool, where: str = "", kit: Kit | None = None
+) -> None:
+    """An item's reference sources and formats: how many images in all (a kit's references
+    included) and how many subjects (the model's limits, the contract's 14 where the model is
+    unknown), one base of one image, formats made interactively (each after the first is sent
+    the first's output), and a kit's attempts within an item's images."""
     prefix = f"{where}: " if where else ""
     caps = capabilities(model)
     limit = caps.max_references if caps is not None else MAX_REFERENCES
-    if item.image_count > limit:
+    images = item.image_count + (len(kit.references) if kit is not None else 0)
+    if images > limit:
         raise CodedError(
             ErrorCode.option_not_supported,
-            f"{prefix}{item.image_count} reference images (a query counts its top_k, and "
-            f"each format after the first adds the first's output); {model} takes at most "
-            f"{limit}",
+            f"{prefix}{images} reference images (a query counts its top_k, a kit its "
+            f"references, and each format after the first adds the first's output); {model} "
+            f"takes at most {limit}",
         )
+    if kit is not None:
+        check_kit_use(kit, item, batch, prefix)
     subjects = sum(s.most for s in item.sources if s.role == "subject")
     if caps is not None and caps.max_subjects is not None and subjects > caps.max_subjects:
         raise CodedError(
@@ -148,6 +161,24 @@ def check_sources(model: str, item: GenerateItem, batch: bool, where: str = "") 
             ErrorCode.option_not_supported,
             f"{prefix}aspect_ratios makes each format from the first's output, which a Gemini "
             "batch cannot wait for: use mode interactive, or one item per ratio",
+        )
+
+
+def check_kit_use(kit: Kit, item: GenerateItem, batch: bool, prefix: str = "") -> None:
+    """A kit's outputs are scored and made again when they fall short: interactively only,
+    and every attempt's images kept apart (IMAGES_PER_ITEM in all)."""
+    if batch:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}a kit scores each output and makes it again when it falls short, which "
+            "a Gemini batch cannot wait for: use mode interactive",
+        )
+    per_attempt = item.count * len(item.formats)
+    if per_attempt * kit.checks.attempts > IMAGES_PER_ITEM:
+        raise CodedError(
+            ErrorCode.option_not_supported,
+            f"{prefix}{per_attempt} image(s) an attempt × {kit.checks.attempts} attempts "
+            f"(kit {kit.ref}) is over the {IMAGES_PER_ITEM} an item keeps",
         )
 
 

@@ -11,6 +11,7 @@ import redis
 from shared.blobs import BlobExpiry, BlobStore, open_blob_store
 from shared.clip.registry import ModelRegistry
 from shared.jobs.store import JobStore
+from shared.kits import KitStore
 from shared.milvus.gateway import VectorStore
 from shared.milvus.reindexing import ReindexMarks
 from shared.milvus.write_marks import WriteMarks
@@ -32,6 +33,7 @@ class Services:
     queue: TaskQueue
     models: ModelRegistry
     reindexing: ReindexMarks
+    kits: KitStore
 
     @staticmethod
     def connect(settings: Settings) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class Services:
             "queue": TaskQueue(make_celery(settings), client),
             "models": ModelRegistry(client),
             "reindexing": ReindexMarks(client, jobs),
+            "kits": KitStore(client),
         }
 
     def close(self) -> None:

@@ -33,6 +33,10 @@ COLLECT_BATCH = "assetrag.generate.collect"
 RESOLVE_REFERENCES = "assetrag.generate.resolve"
 SAVE_GENERATED = "assetrag.generate.save"
 FINISH_GENERATE = "assetrag.generate.finish"
+SCORE_BRAND = "assetrag.generate.score"
+PLAN_BRAND_CHECK = "assetrag.brand.plan"
+BRAND_CHECK_BATCH = "assetrag.brand.batch"
+FINISH_BRAND_CHECK = "assetrag.brand.finish"
 PLAN_DUPLICATES = "assetrag.duplicates.plan"
 DUPLICATES_BATCH = "assetrag.duplicates.batch"
 CLUSTER_DUPLICATES = "assetrag.duplicates.cluster"
@@ -54,6 +58,12 @@ ROUTES = {
     SAVE_GENERATED: "embed",
     # assembles a bulk generate job's result from Redis
     FINISH_GENERATE: "default",
+    # a kit's outputs scored (CLIP image encoding): where the query model runs
+    SCORE_BRAND: "query",
+    # the library audit against a kit: planned on default, scored where CLIP runs
+    PLAN_BRAND_CHECK: "default",
+    BRAND_CHECK_BATCH: "query",
+    FINISH_BRAND_CHECK: "default",
     # Milvus work only, no model: on the workers that plan and sweep.
     PLAN_DUPLICATES: "default",
     DUPLICATES_BATCH: "default",

@@ -22,6 +22,7 @@ from shared.errors import CodedError
 from shared.jobs.records import START, THEN
 from shared.milvus.tenants import TenantVectors
 from shared.tasks import FINISH_GENERATE, GENERATE_ITEMS, RESOLVE_REFERENCES, RUN_GENERATE
+from workers import brand
 from workers.context import WorkerContext
 from workers.generate_batch import submit_batch
 from workers.generation import (
@@ -74,8 +75,11 @@ def run_item(
     index: int,
     found: Found,
 ) -> ItemOutcome:
-    """One item, interactively, once: its sources → its Gemini calls → kept images."""
+    """One item, interactively, once: its sources → its Gemini calls → kept images (with a
+    kit: its next attempt, workers/brand.py)."""
     item = request.generations()[index]
+    if item.kit is not None:
+        return brand.run_kit_item(ctx, scope, job_id, request, index, found)
 
     def attempt(number: int) -> ItemOutcome:
         try:
@@ -113,8 +117,16 @@ def run_single(
     failing fails the job."""
     scope = ctx.scoped(ctx.jobs.tenant(job_id))
     item = request.generations()[0]
+    found = recorded_found(ctx, job_id)
+    if item.kit is not None:
+        done = brand.run_kit_item(ctx, scope, job_id, request, 0, found)
+        if brand.waiting(done):
+            brand.to_scoring(ctx, job_id, work_id, [0], [0])
+            return
+        finish_work(ctx, job_id, work_id, request, [done])
+        return
     try:
-        gathered = gather(ctx, scope, request, 0, item, recorded_found(ctx, job_id))
+        gathered = gather(ctx, scope, request, 0, item, found)
     except CodedError as exc:
         ctx.jobs.fail(job_id, exc.code, exc.message)
         return
@@ -123,7 +135,14 @@ def run_single(
         made = ctx.run_async(generate_variants(ctx, request.collection, item, gathered))
         return settle_item(ctx, job_id, request, 0, item, gathered, made, number)
 
-    done = run_once(ctx, job_id, 0, attempt)
+    end_single(ctx, job_id, work_id, request, run_once(ctx, job_id, 0, attempt))
+
+
+def end_single(
+    ctx: WorkerContext, job_id: str, work_id: str, request: GenerateRequest, done: ItemOutcome
+) -> None:
+    """The single form's end: its one item's result is the job's (its failure, the job's)."""
+    item = request.generations()[0]
     if done.result is None:
         first = done.errors[0]
         ctx.jobs.fail(job_id, first.code, first.message)
@@ -137,10 +156,33 @@ def run_single(
         sources=done.result.sources,
         model=done.model or ctx.settings.gemini_model,
         usage=done.usage,
+        brand=done.result.brand,
     )
     progress = Progress(total=total, succeeded=total - failed, failed=failed)
     completion = Completion(result=result, progress=progress, errors=done.errors)
     end_work(ctx, job_id, work_id, done.saves, completion)
+
+
+def finish_work(
+    ctx: WorkerContext,
+    job_id: str,
+    work_id: str,
+    request: GenerateRequest,
+    outcomes: list[ItemOutcome],
+) -> None:
+    """A piece of interactive work ends: a group of items counted, or the single form's job
+    ended with its result."""
+    if request.bulk:
+        report(ctx, job_id, work_id, outcomes)
+    else:
+        end_single(ctx, job_id, work_id, request, outcomes[0])
+
+
+def score_items(
+    ctx: WorkerContext, job_id: str, work_id: str, indices: list[int], waiting_for: list[int]
+) -> None:
+    """On a query worker: a piece of work's kit items scored (workers/brand.py)."""
+    brand.score_items(ctx, job_id, work_id, indices, waiting_for, finish_work)
 
 
 def plan_items(
@@ -163,20 +205,35 @@ def plan_items(
     return len(tasks) if planned else 0
 
 
-def generate_items(ctx: WorkerContext, job_id: str, batch_id: str, indices: list[int]) -> int:
-    """A group of items side by side; returns how many made an image."""
+def generate_items(
+    ctx: WorkerContext,
+    job_id: str,
+    batch_id: str,
+    indices: list[int],
+    again: list[int] | None = None,
+) -> int:
+    """A group of items side by side (or, `again`, those of its kit items to be made again);
+    returns how many made an image. While kit items wait to be scored, the work goes to a
+    query worker and comes back (workers/brand.py)."""
     if not ctx.jobs.start_work(job_id, batch_id, ctx.name):
         return 0
     request, tenant = ctx.jobs.submitted(job_id, GenerateRequest)
     scope = ctx.scoped(tenant)
     found = recorded_found(ctx, job_id)
+    todo = indices if again is None else again
     # Threads, not the event loop, for the Milvus and blob calls around each item's Gemini
     # calls (those run on the process's one loop, however many threads wait on them).
-    with ThreadPoolExecutor(len(indices), thread_name_prefix="generate-item") as pool:
-        outcomes = list(
-            pool.map(lambda i: _guarded(ctx, scope, job_id, request, i, found), indices)
-        )
-    return report(ctx, job_id, batch_id, outcomes)
+    with ThreadPoolExecutor(len(todo), thread_name_prefix="generate-item") as pool:
+        outcomes = list(pool.map(lambda i: _guarded(ctx, scope, job_id, request, i, found), todo))
+    waiting_for = [o.index for o in outcomes if brand.waiting(o)]
+    if waiting_for:
+        brand.to_scoring(ctx, job_id, batch_id, indices, waiting_for)
+        return 0
+    if again is not None:
+        recorded = ctx.jobs.claims.recorded(job_id, indices)
+        outcomes = [ItemOutcome.model_validate_json(recorded[i]) for i in indices if i in recorded]
+    finish_work(ctx, job_id, batch_id, request, outcomes)
+    return sum(o.result is not None for o in outcomes)
 
 
 def _guarded(

@@ -29,6 +29,7 @@ from shared import contract
 from shared.blobs import generated_key, upload_key
 from shared.contract import (
     IMAGES_PER_ITEM,
+    BrandScore,
     ErrorCode,
     GeneratedItem,
     GenerateItem,
@@ -85,7 +86,11 @@ class Made:
 
 
 async def generate_variants(
-    ctx: WorkerContext, collection: str, item: GenerateItem, gathered: Gathered
+    ctx: WorkerContext,
+    collection: str,
+    item: GenerateItem,
+    gathered: Gathered,
+    notes: tuple[str, ...] = (),
 ) -> list[Made]:
     """`count` variants side by side, each failing or succeeding on its own; a variant in
     several formats makes the first, then the others with the first's output as their base
@@ -94,7 +99,7 @@ async def generate_variants(
 
     async def call(refs: list[ReferenceImage], ratio: str | None) -> Outcome:
         try:
-            return await generator.generate(item.prompt, refs, ratio, item.image_size)
+            return await generator.generate(item.prompt, refs, ratio, item.image_size, notes)
         except GenerationError as exc:
             return exc
 
@@ -138,9 +143,22 @@ def _reformat_base(
     return ReferenceImage(data, mime, role="base", reformat=True), [output, *others]
 
 
+class KitAttempt(BaseModel):
+    """One attempt of an item made with a brand kit, kept until the item settles: what it
+    made and, once a query worker scored them, each image's scores."""
+
+    result: GeneratedItem | None = None
+    model: str | None = None
+    errors: list[ItemError] = []
+    saves: list[SaveAsset] = []
+    usage: Usage = Usage()
+    scores: list[BrandScore] | None = None
+
+
 class ItemOutcome(BaseModel):
     """What one item came to, as its record keeps it: its result (None when it made no
-    image), its errors, the images it hands on to be saved, its Gemini usage."""
+    image), its errors, the images it hands on to be saved, its Gemini usage. An item made
+    with a kit also keeps its attempts, and is `settled` once one passed or none is left."""
 
     index: int
     result: GeneratedItem | None = None
@@ -148,6 +166,8 @@ class ItemOutcome(BaseModel):
     errors: list[ItemError] = []
     saves: list[SaveAsset] = []
     usage: Usage = Usage()
+    kit_attempts: list[KitAttempt] = []
+    settled: bool = True
 
 
 def run_once(
@@ -206,6 +226,7 @@ def keep_images(
     item: GenerateItem,
     made: list[Made],
     model: str,
+    offset: int = 0,
 ) -> Kept:
     """Keeps each image with the job (it expires with it; its key is the same on every
     attempt, so a re-sent item leaves no blob behind) and, when asked, hands it on, with its
@@ -216,13 +237,13 @@ def keep_images(
         if isinstance(m.outcome, GenerationOutput)
         for image in m.outcome.images
     ]
-    if len(images) > IMAGES_PER_ITEM:
+    if len(images) > IMAGES_PER_ITEM - offset:
         log.warning(
             "job %s item %d: %d images, keeping %d", job_id, index, len(images), IMAGES_PER_ITEM
         )
-        images = images[:IMAGES_PER_ITEM]
+        images = images[: IMAGES_PER_ITEM - offset]
     kept = Kept([], [])
-    for n, (call, image) in enumerate(images):
+    for n, (call, image) in enumerate(images, start=offset):
         number = contract.generated_image_number(index, n)
         entry = _keep_with_job(ctx, job_id, index, number, image)
         entry.aspect_ratio = call.aspect_ratio
@@ -303,6 +324,7 @@ def settle_item(
     gathered: Gathered,
     made: list[Made],
     attempt: int = 1,
+    offset: int = 0,
 ) -> ItemOutcome:
     """Keeps an item's images and says what it came to (on its `attempt`); a call's failure
     is an error of the item, which still succeeds when another call made an image."""
@@ -325,7 +347,7 @@ def settle_item(
     done.usage = item_usage(done.model, item, attempt, made, request.mode == "batch")
     if not outputs:
         return done
-    kept = keep_images(ctx, job_id, request, index, item, made, done.model)
+    kept = keep_images(ctx, job_id, request, index, item, made, done.model, offset)
     done.saves = kept.saves + saved_uploads(item, gathered)
     done.result = GeneratedItem(
         index=index,

@@ -31,6 +31,7 @@ HANDLERS: dict[str, Handler] = {
     names.RESOLVE_REFERENCES: generate.resolve_queries,
     names.GENERATE_ITEMS: generate.generate_items,
     names.FINISH_GENERATE: generate.finish_generate,
+    names.SCORE_BRAND: generate.score_items,
     names.COLLECT_BATCH: generate_batch.collect_batch,
     names.PLAN_DUPLICATES: duplicates.plan_duplicates,
     names.DUPLICATES_BATCH: duplicates.duplicates_batch,

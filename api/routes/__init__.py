@@ -3,7 +3,7 @@ includes them in this order."""
 
 from fastapi import APIRouter
 
-from api.routes import collections, duplicates, health, jobs, meta, uploads, versions
+from api.routes import collections, duplicates, health, jobs, kits, meta, uploads, versions
 
 ROUTERS: tuple[APIRouter, ...] = (
     uploads.router,
@@ -11,6 +11,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     duplicates.router,
     collections.router,
     versions.router,
+    kits.router,
     meta.router,
     health.router,
 )

@@ -84,11 +84,13 @@ class ErrorCode(StrEnum):
     asset_not_found = "asset_not_found"
     upload_not_found = "upload_not_found"
     job_not_found = "job_not_found"
+    kit_not_found = "kit_not_found"
     image_not_found = "image_not_found"
     content_not_found = "content_not_found"
     file_not_found = "file_not_found"
     # conflicts
     collection_exists = "collection_exists"
+    kit_exists = "kit_exists"
     model_mismatch = "model_mismatch"
     job_finished = "job_finished"
     job_kind_mismatch = "job_kind_mismatch"
@@ -122,6 +124,7 @@ class ErrorCode(StrEnum):
     upstream_error = "upstream_error"
     timeout = "timeout"
     no_references_found = "no_references_found"
+    off_brand = "off_brand"
     # the service
     work_lost = "work_lost"
     work_timed_out = "work_timed_out"

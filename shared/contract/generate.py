@@ -20,6 +20,7 @@ from shared.contract.common import (
     exactly_one,
     not_null,
 )
+from shared.contract.kits import BrandScore, KitRef
 from shared.contract.references import (
     ROLE_ORDER,
     References,
@@ -96,12 +97,15 @@ class GenerateItem(Strict):
     aspect_ratio: AspectRatio | SkipJsonSchema[None] = None
     aspect_ratios: Formats | SkipJsonSchema[None] = None
     image_size: ImageSize | SkipJsonSchema[None] = None
+    kit: KitRef | SkipJsonSchema[None] = Field(
+        default=None, description="a brand kit (or name@N): its references and style, checked"
+    )
     metadata: Metadata = Field(
         default_factory=dict, description="kept on the item's result and its saved assets"
     )
 
     _no_nulls = field_validator(
-        "references", "aspect_ratio", "aspect_ratios", "image_size", mode="before"
+        "references", "aspect_ratio", "aspect_ratios", "image_size", "kit", mode="before"
     )(not_null)
     _listed = field_validator("references", mode="after")(_one_list)
     _unique_ratios = field_validator("aspect_ratios", mode="after")(_unique)
@@ -167,6 +171,11 @@ class GenerateRequest(Strict):
     aspect_ratio: AspectRatio | None = None
     aspect_ratios: Formats | SkipJsonSchema[None] = None
     image_size: ImageSize | None = None
+    kit: KitRef | SkipJsonSchema[None] = Field(
+        default=None,
+        description="a brand kit (or name@N) for every item: its references go in as style "
+        "sources, its style text into the prompt, and each output is scored against it",
+    )
     mode: GenerateMode = Field(
         default="interactive",
         description="interactive: Gemini's regular API, images in seconds to minutes; batch: "
@@ -175,7 +184,9 @@ class GenerateRequest(Strict):
     webhook: Webhook | SkipJsonSchema[None] = None
     _no_null_webhook = field_validator("webhook", mode="before")(not_null)
 
-    _no_nulls = field_validator("prompt", "items", "aspect_ratios", mode="before")(not_null)
+    _no_nulls = field_validator("prompt", "items", "aspect_ratios", "kit", mode="before")(
+        not_null
+    )
     _listed = field_validator("references", mode="after")(_one_list)
     _unique_ratios = field_validator("aspect_ratios", mode="after")(_unique)
 
@@ -199,6 +210,7 @@ class GenerateRequest(Strict):
             options: dict[str, Any] = {
                 "references": self.references,
                 "image_size": self.image_size,
+                "kit": self.kit,
                 **ratio,
             }
             # built from the fields set (the item refuses an explicit null)
@@ -211,6 +223,7 @@ class GenerateRequest(Strict):
                 update={
                     "references": item.references or self.references,
                     "image_size": item.image_size or self.image_size,
+                    "kit": item.kit or self.kit,
                     **({} if item.aspect_ratio or item.aspect_ratios else ratio),
                 }
             )
@@ -228,6 +241,7 @@ class GeneratedImage(BaseModel):
     aspect_ratio: str | None = Field(
         default=None, description="the ratio asked for (None: the model's default)"
     )
+    brand: BrandScore | None = Field(default=None, description="its scores against the kit")
 
 
 class Usage(BaseModel):
@@ -272,6 +286,11 @@ class GeneratedItem(BaseModel):
     attempts: int = Field(
         default=1, description="times the item was sent to Gemini (2: a crash lost the first)"
     )
+    brand: BrandScore | None = Field(
+        default=None,
+        description="with a kit: the kept attempt's scores, how many attempts it took, and "
+        "passed (false, code off_brand, when none passed)",
+    )
     usage: Usage = Field(default_factory=Usage)
 
 
@@ -288,6 +307,9 @@ class GenerateResult(Result):
         default=None, description="per item, for a job submitted with items"
     )
     usage: Usage = Field(default_factory=Usage, description="the job's Gemini calls and cost")
+    brand: BrandScore | None = Field(
+        default=None, description="the single form with a kit: the kept attempt's scores"
+    )
     batch: str | None = Field(default=None, description="the Gemini batch (mode batch)")
     batch_state: str | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from shared.contract.collections import DuplicatesResult, ReindexResult
 from shared.contract.common import ErrorInfo
 from shared.contract.embed import EmbedResult
 from shared.contract.generate import GenerateResult
+from shared.contract.kits import BrandCheckResult
 from shared.contract.search import SearchResult
 
 
@@ -35,6 +36,7 @@ class JobKind(StrEnum):
     generate = "generate"
     duplicates = "duplicates"
     reindex = "reindex"
+    brand_check = "brand-check"
 
 
 class Progress(BaseModel):
@@ -77,7 +79,14 @@ class ResultLine(BaseModel):
     error: ErrorInfo | None = None
 
 
-JobResult = EmbedResult | SearchResult | GenerateResult | DuplicatesResult | ReindexResult
+JobResult = (
+    EmbedResult
+    | SearchResult
+    | GenerateResult
+    | DuplicatesResult
+    | ReindexResult
+    | BrandCheckResult
+)
 
 
 class Job(JobSummary):

@@ -13,6 +13,7 @@ UPLOADS_PATH = f"{V1}/uploads"
 JOBS_PATH = f"{V1}/jobs"
 COLLECTIONS_PATH = f"{V1}/collections"
 META_PATH = f"{V1}/meta"
+KITS_PATH = f"{V1}/kits"
 
 
 class ThumbnailSize(IntEnum):
@@ -27,6 +28,15 @@ THUMBNAIL_SIZES: tuple[int, ...] = tuple(ThumbnailSize)
 DEFAULT_THUMBNAIL_SIZE = ThumbnailSize.medium
 # A page's cursor is the created_at of the last job given.
 CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?$"
+
+
+def kit_path(ref: str) -> str:
+    """A kit (GET, PUT, DELETE); `name@N` reads version N."""
+    return f"{KITS_PATH}/{ref}"
+
+
+def kit_versions_path(name: str) -> str:
+    return f"{kit_path(name)}/versions"
 
 
 def submit_path(kind: JobKind) -> str:

@@ -76,8 +76,10 @@ class GeminiGenerator:
         references: list[ReferenceImage],
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> GenerationOutput:
-        """One call (with retries): prompt + reference images (content.py's layout) → images.
+        """One call (with retries): prompt + reference images (content.py's layout, `notes`
+        just before the prompt) → images.
 
         Raises GenerationError with code blocked / no_image / upstream_error / timeout /
         not_configured.
@@ -90,7 +92,8 @@ class GeminiGenerator:
             )
         started, outcome = time.perf_counter(), "error"
         try:
-            response = await self._call(self.client, prompt, references, aspect_ratio, image_size)
+            contents = request_contents(prompt, references, notes)
+            response = await self._call(self.client, contents, aspect_ratio, image_size)
             outcome = "ok"
         finally:
             GEMINI_LATENCY.labels(outcome).observe(time.perf_counter() - started)
@@ -99,14 +102,12 @@ class GeminiGenerator:
     async def _call(
         self,
         client: genai.Client,
-        prompt: str,
-        references: list[ReferenceImage],
+        contents: list[types.Content],
         aspect_ratio: str | None,
         image_size: str | None,
     ) -> types.GenerateContentResponse:
         """The answer, after retries; what still fails becomes a GenerationError."""
         timeout_s, budget_s = float(self.config.timeout_s), float(self.config.retry_budget_s)
-        contents = request_contents(prompt, references)
         config = request_config(aspect_ratio, image_size)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s

@@ -125,20 +125,25 @@ def caption(number: int, image: ReferenceImage) -> str:
     return _CAPTIONS.get(image.role, _CAPTIONS["item"]).format(n=number, label=label)
 
 
-def layout(prompt: str, references: list[ReferenceImage]) -> list[str | ReferenceImage]:
-    """The parts of one request, in order: each image after its caption, the prompt last."""
+def layout(
+    prompt: str, references: list[ReferenceImage], notes: tuple[str, ...] = ()
+) -> list[str | ReferenceImage]:
+    """The parts of one request, in order: each image after its caption, then the service's
+    notes (a brand kit's style, what the last attempt missed), the prompt last."""
     parts: list[str | ReferenceImage] = []
     for number, image in enumerate(references, start=1):
         parts += [caption(number, image), image]
-    return [*parts, prompt]
+    return [*parts, *notes, prompt]
 
 
-def request_contents(prompt: str, references: list[ReferenceImage]) -> list[types.Content]:
+def request_contents(
+    prompt: str, references: list[ReferenceImage], notes: tuple[str, ...] = ()
+) -> list[types.Content]:
     parts = [
         types.Part.from_text(text=part)
         if isinstance(part, str)
         else types.Part.from_bytes(data=part.data, mime_type=part.mime_type)
-        for part in layout(prompt, references)
+        for part in layout(prompt, references, notes)
     ]
     return [types.Content(role="user", parts=parts)]
 
