@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from cli.stack import Stack, free_port, wait_for_port
 from shared.settings import Settings
 from tests.support.clip_checkpoint import build_tiny_checkpoint
+from tests.support.open_clip_models import MODELS as OPEN_CLIP_MODELS
 from tests.support.stack import OUTPUT, WEBHOOK_SECRET, InProcess, RunningStack
 
 STACK_DB = 0
@@ -78,6 +79,17 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def other_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second model, of another dimension: what a collection is re-indexed to."""
     return build_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "other-clip.pt", embed_dim=64)
+
+
+@pytest.fixture(scope="session")
+def open_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An offline model folder (ASSETRAG_MODEL_DIR) with reduced SigLIP 2 and multilingual
+    XLM-RoBERTa models (tests/support/open_clip_models.py)."""
+    from tests.support.open_clip_models import build_all
+
+    folder = tmp_path_factory.mktemp("open_clip")
+    build_all(folder)
+    return folder
 
 
 @pytest.fixture
@@ -161,6 +173,7 @@ def stack(
     redis_port: int,
     tiny_clip: Path,
     other_clip: Path,
+    open_clip_dir: Path,
     fake_gemini: Any,
 ) -> Iterator[RunningStack]:
     """The whole service as real processes, on Milvus Lite (its gRPC server, as `assetrag up`
@@ -173,7 +186,8 @@ def stack(
         "ASSETRAG_REDIS_URL": f"redis://127.0.0.1:{redis_port}/{STACK_DB}",
         "ASSETRAG_DATA_DIR": str(base / "data"),
         "ASSETRAG_CLIP_MODEL": str(tiny_clip),
-        "ASSETRAG_CLIP_MODELS": str(other_clip),
+        "ASSETRAG_CLIP_MODELS": ",".join([str(other_clip), *OPEN_CLIP_MODELS]),
+        "ASSETRAG_MODEL_DIR": str(open_clip_dir),
         "ASSETRAG_DEVICE": "cpu",
         "ASSETRAG_PRECISION": "fp32",
         "ASSETRAG_LIBRARY_ROOTS": str(library),

@@ -178,3 +178,5 @@ def build_xlm_roberta(model_dir: Path) -> str:
 
 def build_all(model_dir: Path) -> list[str]:
     return [build_siglip2(model_dir), build_xlm_roberta(model_dir)]
+
+MODELS = (SIGLIP, XLMR)
