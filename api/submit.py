@@ -21,6 +21,7 @@ from api.errors import responses
 from api.long_poll import FINISHED_IN_TIME
 from api.metrics import JOBS_SUBMITTED
 from shared.contract import (
+    BrandCheckRequest,
     DuplicatesRequest,
     EmbedRequest,
     ErrorCode,
@@ -46,7 +47,14 @@ from shared.rules import (
 )
 from shared.settings import Settings
 from shared.sources import check_url, resolve_library_path
-from shared.tasks import PLAN_DUPLICATES, PLAN_EMBED, PLAN_REINDEX, RUN_GENERATE, RUN_SEARCH
+from shared.tasks import (
+    PLAN_BRAND_CHECK,
+    PLAN_DUPLICATES,
+    PLAN_EMBED,
+    PLAN_REINDEX,
+    RUN_GENERATE,
+    RUN_SEARCH,
+)
 
 E = ErrorCode
 
@@ -191,6 +199,15 @@ def check_generations(
         for ratio in item.formats:
             check_generation(settings.gemini_model, ratio, item.image_size, where)
     return wanted
+
+
+async def accept_brand_check(
+    caller: Caller, body: BrandCheckRequest, idempotency_key: str | None
+) -> Job:
+    await load_collection(caller, body.collection)
+    kit = await run_in_threadpool(caller.state.kits.get, caller.tenant, body.kit)
+    pinned = body.model_copy(update={"kit": kit.ref})  # a later PUT changes no job
+    return await enqueue(caller, JobKind.brand_check, PLAN_BRAND_CHECK, pinned, idempotency_key)
 
 
 async def accept_duplicates(

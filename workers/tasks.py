@@ -16,7 +16,7 @@ from typing import Any
 from celery import Task
 
 from shared import tasks as names
-from workers import duplicates, embed, generate, generate_batch, reindex, search
+from workers import brand_check, duplicates, embed, generate, generate_batch, reindex, search
 from workers.celery_app import app
 from workers.context import WorkerContext, worker_context
 
@@ -32,6 +32,9 @@ HANDLERS: dict[str, Handler] = {
     names.GENERATE_ITEMS: generate.generate_items,
     names.FINISH_GENERATE: generate.finish_generate,
     names.SCORE_BRAND: generate.score_items,
+    names.PLAN_BRAND_CHECK: brand_check.plan_brand_check,
+    names.BRAND_CHECK_BATCH: brand_check.brand_check_batch,
+    names.FINISH_BRAND_CHECK: brand_check.finish_brand_check,
     names.COLLECT_BATCH: generate_batch.collect_batch,
     names.PLAN_DUPLICATES: duplicates.plan_duplicates,
     names.DUPLICATES_BATCH: duplicates.duplicates_batch,

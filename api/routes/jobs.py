@@ -19,6 +19,7 @@ from api.paths import JOB_ID, relative
 from api.state import AppState
 from api.submit import (
     IdempotencyHeader,
+    accept_brand_check,
     accept_embed,
     accept_generate,
     accept_search,
@@ -27,6 +28,7 @@ from api.submit import (
 from shared import contract
 from shared.blobs import BlobNotFound, generated_key
 from shared.contract import (
+    BrandCheckRequest,
     EmbedRequest,
     ErrorCode,
     GenerateRequest,
@@ -103,6 +105,9 @@ async def submit_search(
         E.query_too_long,
         E.collection_not_found,
         E.asset_not_found,
+        E.upload_not_found,
+        E.invalid_references,
+        E.kit_not_found,
     ),
 )
 async def submit_generate(
@@ -115,6 +120,25 @@ async def submit_generate(
     a text query); or many such generations as `items`, interactively or through Gemini's
     Batch API (`"mode": "batch"`, half the price, within 24 hours)."""
     job = await accept_generate(caller, body, idempotency_key)
+    return await answer(caller.state, job, wait)
+
+
+@router.post(
+    relative(router, contract.submit_path(JobKind.brand_check)),
+    status_code=202,
+    response_model=Job,
+    responses=submit_responses(E.collection_not_found, E.kit_not_found),
+)
+async def submit_brand_check(
+    body: BrandCheckRequest,
+    caller: CallerDep,
+    idempotency_key: IdempotencyHeader = None,
+    wait: WaitQuery = None,
+) -> Response:
+    """Scores every asset of a collection (or those `filter` picks) against a brand kit:
+    likeness to the kit's references and distance from its palette. The results file has a
+    line per asset; the result lists the worst first."""
+    job = await accept_brand_check(caller, body, idempotency_key)
     return await answer(caller.state, job, wait)
 
 

@@ -35,6 +35,8 @@ def result_lines(jobs: JobStore, job: Job) -> Iterator[ResultLine]:
         yield from _search_lines(jobs, job)
     elif job.kind == JobKind.generate:
         yield from _generate_lines(jobs, job)
+    elif job.kind == JobKind.brand_check:
+        yield from _scored_lines(jobs, job)
     else:
         yield _whole(job, 0, job.result.model_dump(mode="json") if job.result else None)
 
@@ -107,6 +109,19 @@ def _generate_lines(jobs: JobStore, job: Job) -> Iterator[ResultLine]:
         if index in items:
             item = GeneratedItem.model_validate(items[index]).model_dump(mode="json")
             yield ResultLine(index=index, status="succeeded", result=item)
+        elif index in errors:
+            yield ResultLine(index=index, status="failed", error=errors[index])
+        else:
+            yield _job_outcome(job, index)
+
+
+def _scored_lines(jobs: JobStore, job: Job) -> Iterator[ResultLine]:
+    """A brand check's: one line per asset checked, in id order, with both scores."""
+    scored = {i: json.loads(raw)["result"] for i, raw in jobs.claims.all_recorded(job.id).items()}
+    errors = _first_errors(jobs, job.id)
+    for index in range(job.progress.total):
+        if index in scored:
+            yield ResultLine(index=index, status="succeeded", result=scored[index])
         elif index in errors:
             yield ResultLine(index=index, status="failed", error=errors[index])
         else:

@@ -216,15 +216,18 @@ class VectorStore(Versions):
         after: str | None = None,
         version: int | None = None,
         fields: list[str] | None = None,
+        filter: dict[str, FilterValue] | None = None,
     ) -> list[AssetRecord]:
-        """Up to `limit` assets in asset-id order, starting after the id `after`.
+        """Up to `limit` assets in asset-id order, starting after the id `after` (only those
+        matching `filter`, when given).
 
         Milvus Lite's plain query answers in storage order (segments, then the memtable),
         which shifts as rows are written, while its query iterator answers in primary-key
         order. A Milvus server's query with a limit answers in primary-key order, and honours
         the write marks, which its iterator (fixing its own read time) does not."""
         target = self._target(name, version)
-        where = "" if after is None else f"asset_id > {literal(after)}"
+        clauses = [c for c in (build_filter(filter), after and f"asset_id > {literal(after)}") if c]
+        where = " and ".join(f"({c})" for c in clauses)
         output = STORED_FIELDS if fields is None else ["asset_id", *fields]
         fresh = self._fresh(name)
 

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from shared.contract import TENANT_RE, CollectionInfo, valid_collection_name
+from shared.contract import TENANT_RE, CollectionInfo, FilterValue, valid_collection_name
 from shared.milvus.errors import TENANT_PREFIX_RE, CollectionNotFound, KeywordSearchUnavailable
 from shared.milvus.gateway import VectorStore
 
@@ -99,11 +99,18 @@ class TenantVectors:
             return [i for i in infos if not TENANT_PREFIX_RE.match(i.name)]
         return [self._mine(i) for i in infos if i.name.startswith(self.prefix)]
 
-    def asset_ids(self, name: str, version: int | None = None, page: int = 2048) -> list[str]:
-        """Every asset id in a version, in id order (ids only: cheap to page through)."""
+    def asset_ids(
+        self,
+        name: str,
+        version: int | None = None,
+        page: int = 2048,
+        filter: dict[str, FilterValue] | None = None,
+    ) -> list[str]:
+        """Every asset id in a version (matching `filter`, when given), in id order (ids only:
+        cheap to page through)."""
         ids: list[str] = []
         after: str | None = None
-        while found := self.list_assets(name, page, after, version, fields=[]):
+        while found := self.list_assets(name, page, after, version, fields=[], filter=filter):
             ids += [record.asset_id for record in found]
             after = ids[-1]
         return ids

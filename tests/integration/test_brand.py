@@ -12,6 +12,7 @@ import io
 import json
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -106,3 +107,147 @@ def test_an_output_that_passes_is_made_once(
     assert lines[0]["result"]["brand"]["passed"] is True
     assert lines[0]["result"]["brand"]["attempts"] == 1
     assert lines[1]["result"].get("brand") is None
+
+
+def test_the_audit_scores_every_asset_and_lists_the_worst_first(
+    stack: RunningStack, assets: list[str]
+) -> None:
+    black, white = assets[4], assets[5]
+    name = f"noir-{stack.backend}"
+    make_kit(
+        stack,
+        name,
+        references=[black],
+        palette=["#000000"],
+        checks={"min_similarity": 0.999, "max_palette_distance": 1.0},
+    )
+    response = stack.client.post(
+        "/v1/jobs/brand-check", json={"collection": LIBRARY, "kit": name}
+    )
+    assert response.status_code in (200, 202), response.text
+    job = stack.wait_job(response.json()["id"])
+    assert job["state"] == "completed", job
+    result = job["result"]
+    assert result["kit"] == f"{name}@1"
+    count = stack.client.get(f"/v1/collections/{LIBRARY}").json()["count"]  # outputs saved too
+    assert result["checked"] == count and result["passed"] + result["failed"] == count
+    lines = [
+        json.loads(line)["result"]
+        for line in stack.client.get(f"/v1/jobs/{job['id']}/results").text.splitlines()
+    ]
+    scores = {line["asset_id"]: line for line in lines}
+    assert len(scores) == count and set(assets) <= set(scores)
+    # a kit of one asset: that asset is itself, on-palette, and the most alike
+    assert scores[black]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert scores[black]["palette_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert scores[black]["passed"] is True
+    assert max(line["similarity"] for line in lines) == scores[black]["similarity"]
+    # black to white is 100 in CIEDE2000
+    assert scores[white]["palette_distance"] == pytest.approx(100.0, abs=1e-3)
+    assert scores[white]["passed"] is False
+    worst = result["worst"]
+    assert worst[-1]["asset_id"] == black  # the only one to pass comes last
+    failed = [w for w in worst if not w["passed"]]
+    assert [w["similarity"] for w in failed] == sorted(w["similarity"] for w in failed)
+    # a filter picks which assets are checked
+    picked = stack.client.post(
+        "/v1/jobs/brand-check",
+        json={"collection": LIBRARY, "kit": name, "filter": {"filename": "white.png"}},
+    ).json()
+    picked = stack.wait_job(picked["id"])
+    assert picked["result"]["checked"] == 1 and picked["result"]["worst"][0]["asset_id"] == white
+
+
+def test_kits_keep_their_versions_and_refuse_what_cannot_be_a_kit(
+    stack: RunningStack, assets: list[str]
+) -> None:
+    if stack.backend != "lite":
+        pytest.skip("request refusals: the same on either backend")
+    name = "versions"
+    first = make_kit(stack, name, references=assets[:1], palette=["#112233"])
+    assert first["version"] == 1
+    again = stack.client.post(
+        "/v1/kits", json={"name": name, "collection": LIBRARY, "references": assets[:1]}
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "kit_exists"
+    second = stack.client.put(
+        f"/v1/kits/{name}",
+        json={"collection": LIBRARY, "references": assets[1:3], "style": "pastel"},
+    )
+    assert second.status_code == 200, second.text
+    assert second.json()["version"] == 2
+    assert stack.client.get(f"/v1/kits/{name}").json()["references"] == assets[1:3]
+    assert stack.client.get(f"/v1/kits/{name}@1").json()["palette"] == ["#112233"]
+    versions = stack.client.get(f"/v1/kits/{name}/versions").json()["data"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert name in [k["name"] for k in stack.client.get("/v1/kits").json()["data"]]
+    # a job pins the version it was given
+    job = stack.client.post(
+        "/v1/jobs/brand-check", json={"collection": LIBRARY, "kit": name}
+    ).json()
+    assert stack.wait_job(job["id"])["result"]["kit"] == f"{name}@2"
+    assert stack.client.delete(f"/v1/kits/{name}").status_code == 204
+    assert stack.client.get(f"/v1/kits/{name}").status_code == 404
+    old = stack.client.get(f"/v1/kits/{name}@1")
+    assert old.status_code == 200 and old.json()["deleted"] is True  # kept for lineage
+
+    def refused(body: dict[str, Any]) -> tuple[int, str]:
+        response = stack.client.post("/v1/kits", json={"name": "bad", **body})
+        return response.status_code, response.json()["error"]["code"]
+
+    ok = {"collection": LIBRARY, "references": assets[:1]}
+    assert refused({**ok, "palette": ["red"]}) == (422, "invalid_request")
+    assert refused({**ok, "palette": ["#000000"] * 9}) == (422, "invalid_request")
+    assert refused({**ok, "references": [assets[0]] * 11}) == (422, "invalid_request")
+    assert refused({**ok, "references": ["0" * 64]}) == (404, "asset_not_found")
+    assert refused({**ok, "collection": "no_such_shelf"}) == (404, "collection_not_found")
+    assert refused({**ok, "checks": {"attempts": 6}}) == (422, "invalid_request")
+    missing = stack.client.post(
+        "/v1/jobs/generate", json={"collection": LIBRARY, "prompt": "x", "kit": "no-such-kit"}
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "kit_not_found"
+    make_kit(stack, "batchy", references=assets[:1])
+    batch = stack.client.post(
+        "/v1/jobs/generate",
+        json={"collection": LIBRARY, "prompt": "x", "kit": "batchy", "mode": "batch"},
+    )
+    assert batch.status_code == 422 and "mode interactive" in batch.json()["error"]["message"]
+
+
+def test_a_tenant_sees_only_its_own_kits(stack: RunningStack) -> None:
+    if stack.backend != "lite":
+        pytest.skip("tenants: the same on either backend")
+    from tests.support.mcp import keyed_api
+
+    with keyed_api(stack, "k-alpha:alpha,k-beta:beta", "kits-keyed") as url:
+        alpha = httpx.Client(base_url=url, headers={"Authorization": "Bearer k-alpha"}, timeout=60)
+        beta = httpx.Client(base_url=url, headers={"Authorization": "Bearer k-beta"}, timeout=60)
+        upload = alpha.post(
+            "/v1/uploads", files=[("files", ("a.png", make_image(8300), "image/png"))]
+        ).json()["uploads"][0]
+        job = alpha.post(
+            "/v1/jobs/embed",
+            params={"wait": 20},
+            json={"collection": "house", "items": [{"upload_id": upload["upload_id"]}]},
+        ).json()
+        while job["state"] not in ("completed", "failed"):
+            job = alpha.get(f"/v1/jobs/{job['id']}", params={"wait": 10}).json()
+        [asset] = job["result"]["asset_ids"]
+        made = alpha.post(
+            "/v1/kits", json={"name": "house", "collection": "house", "references": [asset]}
+        )
+        assert made.status_code == 201, made.text
+        assert [k["name"] for k in alpha.get("/v1/kits").json()["data"]] == ["house"]
+        assert beta.get("/v1/kits").json()["data"] == []
+        assert beta.get("/v1/kits/house").status_code == 404
+        assert beta.get("/v1/kits/house@1").status_code == 404
+        assert beta.delete("/v1/kits/house").status_code == 404
+        used = beta.post(
+            "/v1/jobs/generate", json={"collection": "house", "prompt": "x", "kit": "house"}
+        )
+        assert used.status_code == 404 and used.json()["error"]["code"] == "kit_not_found"
+        # beta's own kit of the same name lives beside alpha's
+        theirs = beta.post(
+            "/v1/kits", json={"name": "house", "collection": "house", "references": [asset]}
+        )
+        assert theirs.status_code == 404  # alpha's collection is not beta's
