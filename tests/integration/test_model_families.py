@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.images import make_image
 from tests.support.open_clip_models import SIGLIP, XLMR
-from tests.support.stack import RunningStack, embed, upload
+from tests.support.stack import RunningStack, assetrag, embed, upload
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +78,9 @@ def test_collections_on_both_families_and_reindexes_between_them(stack: RunningS
     assert (info["model"], info["dimension"], info["count"]) == (XLMR, 48, 10)
     finds_itself_and_reads_both_languages(stack, name, ids)
     finds_itself_and_reads_both_languages(stack, "fam", first)
+
+    # the CLI: the offered models, and a collection made on one
+    listed_cli = assetrag(stack, "models")
+    assert listed_cli.returncode == 0 and XLMR in listed_cli.stdout, listed_cli.stderr
+    made = assetrag(stack, "create-collection", "cli_ml", "--model", XLMR)
+    assert made.returncode == 0 and "48-d" in made.stdout, made.stdout + made.stderr

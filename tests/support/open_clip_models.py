@@ -179,4 +179,35 @@ def build_xlm_roberta(model_dir: Path) -> str:
 def build_all(model_dir: Path) -> list[str]:
     return [build_siglip2(model_dir), build_xlm_roberta(model_dir)]
 
+
 MODELS = (SIGLIP, XLMR)
+
+
+def build_full_size(model_dir: Path, arch: str) -> str:
+    """A published architecture at its real size (random weights), for benchmarks: open_clip's
+    own config of `arch`, with this module's small tokenizer in place of the hub's (token
+    ids stay below the real vocabulary, so the towers' cost is the real one)."""
+    import open_clip
+
+    folder = Path(model_dir) / arch / "random"
+    model_cfg = open_clip.get_model_config(arch)
+    text = model_cfg["text_cfg"]
+    context = int(text.get("context_length", 77))
+    _tokenizer(folder, context)
+    if "hf_model_name" in text:  # xlm-roberta-base's sizes, from a local config folder
+        from transformers import XLMRobertaConfig
+
+        XLMRobertaConfig(
+            vocab_size=250002,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            layer_norm_eps=1e-5,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ).save_pretrained(folder)
+        text.update(hf_model_name=str(folder), hf_tokenizer_name=str(folder))
+    else:
+        text["hf_tokenizer_name"] = "local"
+    _write(folder, model_cfg, _PREPROCESS)
+    return f"open_clip:{arch}/random"
