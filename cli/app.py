@@ -24,6 +24,7 @@ from cli.commands import (
     generate,
     ingest,
     jobs,
+    kits,
     mcp,
     models,
     search,
@@ -68,5 +69,5 @@ def main(
     ctx.obj = replace(given, api_url=api_url or given.api_url, api_key=api_key or given.api_key)
 
 
-for group in (stack, ingest, search, generate, jobs, duplicates, collections, models, mcp):
+for group in (stack, ingest, search, generate, jobs, duplicates, kits, collections, models, mcp):
     app.add_typer(group.commands)

@@ -27,6 +27,9 @@ from shared.contract import (
     JobKind,
     JobState,
     JobSummary,
+    Kit,
+    KitBody,
+    KitCreate,
     Page,
     ReindexRequest,
     ResultLine,
@@ -264,6 +267,28 @@ class AssetragClient:
 
     def versions(self, collection: str) -> list[CollectionVersion]:
         return self._model(Page[CollectionVersion], "GET", contract.versions_path(collection)).data
+
+    # ── brand kits ─────────────────────────────────────────────────────────────────────────
+
+    def create_kit(self, kit: KitCreate) -> Kit:
+        body = kit.model_dump(mode="json", exclude_none=True)
+        return self._model(Kit, "POST", contract.KITS_PATH, json=body)
+
+    def update_kit(self, name: str, body: KitBody) -> Kit:
+        rules = body.model_dump(mode="json", exclude_none=True)
+        return self._model(Kit, "PUT", contract.kit_path(name), json=rules)
+
+    def get_kit(self, ref: str) -> Kit:
+        return self._model(Kit, "GET", contract.kit_path(ref))
+
+    def kit_versions(self, name: str) -> list[Kit]:
+        return self._model(Page[Kit], "GET", contract.kit_versions_path(name)).data
+
+    def list_kits(self) -> list[Kit]:
+        return self._model(Page[Kit], "GET", contract.KITS_PATH).data
+
+    def delete_kit(self, name: str) -> None:
+        self._request("DELETE", contract.kit_path(name))
 
     def drop_version(self, collection: str, version: int) -> None:
         self._request("DELETE", f"{contract.versions_path(collection)}/{version}")

@@ -17,6 +17,7 @@ from cli.follow import SUBMIT_WAIT_S, finish
 from cli.sources import SourceOptions
 from shared.contract import (
     MAX_REFERENCES,
+    BrandScore,
     GeneratedImage,
     GenerateRequest,
     GenerateResult,
@@ -149,6 +150,10 @@ def generate(
         list[str] | None,
         typer.Option("--style", help="Asset id of a style reference (repeatable)."),
     ] = None,
+    kit: Annotated[
+        str | None,
+        typer.Option("--kit", help="A brand kit (NAME or NAME@N): its style, scored outputs."),
+    ] = None,
     formats: Annotated[
         str | None,
         typer.Option(
@@ -214,6 +219,7 @@ def generate(
         "aspect_ratio": aspect_ratio,
         "aspect_ratios": formats.split(",") if formats else None,
         "image_size": image_size,
+        "kit": kit,
         "mode": "batch" if batch else "interactive",
         "webhook": webhook,
     }
@@ -262,6 +268,18 @@ def describe(source: UsedSource) -> str:
     elif source.url:
         sent = source.url
     return f"{source.role}{label}: {source.kind} {sent}".rstrip()
+
+
+def brand_line(score: BrandScore) -> str:
+    """An output's scores against its kit, on one line."""
+    verdict = "passed" if score.passed else (score.code or "off_brand")
+    parts = [f"brand {score.kit}: {verdict}"]
+    if score.similarity is not None:
+        parts.append(f"similarity {score.similarity:.3f}")
+    if score.palette_distance is not None:
+        parts.append(f"palette distance {score.palette_distance:.1f}")
+    parts.append(f"{score.attempts} attempt(s)")
+    return ", ".join(parts)
 
 
 def usage_line(usage: Usage) -> str:
@@ -318,12 +336,16 @@ def _save_outputs(
         cli.console.print(
             f"saved {escape(str(path))} {image.width}x{image.height}{ratio}{escape(extra)}"
         )
+        if image.brand is not None:
+            cli.console.print(f"  {escape(brand_line(image.brand))}")
     if result.text:
         cli.console.print(f"text: {escape(result.text)}")
     cli.console.print(f"references: {escape(', '.join(result.references)) or '-'}")
     for source in result.sources:
         cli.console.print(f"  {escape(describe(source))}")
     cli.console.print(f"model: {escape(result.model)}")
+    if result.brand is not None:
+        cli.console.print(brand_line(result.brand))
     cli.console.print(usage_line(result.usage))
     if not images:
         cli.err.print("[yellow]the model returned no image[/yellow]")

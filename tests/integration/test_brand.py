@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.support.images import make_image
-from tests.support.stack import RunningStack
+from tests.support.stack import RunningStack, assetrag
 
 pytestmark = pytest.mark.integration
 LIBRARY = "brand_library"
@@ -121,9 +122,7 @@ def test_the_audit_scores_every_asset_and_lists_the_worst_first(
         palette=["#000000"],
         checks={"min_similarity": 0.999, "max_palette_distance": 1.0},
     )
-    response = stack.client.post(
-        "/v1/jobs/brand-check", json={"collection": LIBRARY, "kit": name}
-    )
+    response = stack.client.post("/v1/jobs/brand-check", json={"collection": LIBRARY, "kit": name})
     assert response.status_code in (200, 202), response.text
     job = stack.wait_job(response.json()["id"])
     assert job["state"] == "completed", job
@@ -251,3 +250,50 @@ def test_a_tenant_sees_only_its_own_kits(stack: RunningStack) -> None:
             "/v1/kits", json={"name": "house", "collection": "house", "references": [asset]}
         )
         assert theirs.status_code == 404  # alpha's collection is not beta's
+
+
+def test_the_cli_makes_a_kit_generates_with_it_and_audits(
+    stack: RunningStack, assets: list[str], tmp_path: Path
+) -> None:
+    if stack.backend != "lite":
+        pytest.skip("the CLI speaks HTTP: the same on either backend")
+    made = assetrag(
+        stack,
+        "kit",
+        "create",
+        "cli-kit",
+        "-c",
+        LIBRARY,
+        "--ref",
+        assets[0],
+        "--palette",
+        "#000000,#FFFFFF",
+        "--min-similarity",
+        "1.5",
+        "--attempts",
+        "2",
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "kit cli-kit@1" in made.stdout and "attempts 2, similarity >= 1.5" in made.stdout
+    updated = assetrag(
+        stack, "kit", "create", "cli-kit", "-c", LIBRARY, "--ref", assets[1], "--update"
+    )
+    assert "kit cli-kit@2" in updated.stdout, updated.stdout + updated.stderr
+    listed = assetrag(stack, "kit", "list")
+    assert "cli-kit@2" in listed.stdout
+    shown = assetrag(stack, "kit", "show", "cli-kit", "--versions")
+    assert "cli-kit@1" in shown.stdout and "cli-kit@2" in shown.stdout
+    out = tmp_path / "kit.png"
+    generated = assetrag(
+        stack, "generate", "a shelf ~cli-kit", "-c", LIBRARY, "--kit", "cli-kit@1", "-o", str(out)
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    assert "brand cli-kit@1: off_brand" in generated.stdout and "2 attempt(s)" in generated.stdout
+    audited = assetrag(
+        stack, "brand-check", "-c", LIBRARY, "--kit", "cli-kit", "-o", str(tmp_path / "r.jsonl")
+    )
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "checked against cli-kit@2" in audited.stdout
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) >= len(assets)
+    assert assetrag(stack, "kit", "delete", "cli-kit").returncode == 0
+    assert assetrag(stack, "kit", "show", "cli-kit").returncode != 0
