@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from shared.contract import (
     TOKEN_RE,
     AssetId,
+    BrandCheckRequest,
     CollectionName,
     DuplicatesRequest,
     EmbedItem,
@@ -75,9 +76,7 @@ def _whole(model: type[BaseModel]) -> Schema:
     return model.model_json_schema()
 
 
-def picked(
-    model: type[BaseModel], *names: str, rename: Mapping[str, str] | None = None
-) -> Schema:
+def picked(model: type[BaseModel], *names: str, rename: Mapping[str, str] | None = None) -> Schema:
     """Some of a model's fields, as its schema states them (optionally under a tool's own
     names)."""
     whole, new = _whole(model), dict(rename or {})
@@ -133,3 +132,5 @@ GET_JOB = combined(whole(JobArgs), whole(JobWaiting))
 CANCEL_JOB = combined(whole(JobArgs))
 GENERATE = combined(whole(GenerateRequest), whole(Waiting))
 FIND_DUPLICATES = combined(whole(DuplicatesRequest), whole(Waiting))
+LIST_KITS = combined()
+BRAND_CHECK = combined(whole(BrandCheckRequest), whole(Waiting))

@@ -96,8 +96,11 @@ async def search_assets(call: Call, arguments: dict[str, Any]) -> list[Content]:
         raise ToolFailure(
             ErrorCode.invalid_request, "give exactly one of query, asset_id or image_base64"
         )
-    query = {api: body.pop(tool) for tool, api in (("query", "text"), ("asset_id", "asset_id"),
-                                                   ("mode", "mode")) if tool in body}
+    query = {
+        api: body.pop(tool)
+        for tool, api in (("query", "text"), ("asset_id", "asset_id"), ("mode", "mode"))
+        if tool in body
+    }
     if "image_base64" in body:
         data = decoded(body.pop("image_base64"))
         query["upload_id"] = await call.client.upload("query-image", data, call.authorization)
@@ -180,6 +183,17 @@ async def find_duplicates(call: Call, arguments: dict[str, Any]) -> list[Content
     return [job_text(ended(await submitted(call, JobKind.duplicates, body, wait_s)))]
 
 
+async def list_kits(call: Call, arguments: dict[str, Any]) -> list[Content]:
+    page = await call.client.json("GET", contract.KITS_PATH, call.authorization)
+    return [text({"kits": page["data"]})]
+
+
+async def brand_check(call: Call, arguments: dict[str, Any]) -> list[Content]:
+    body = dict(arguments)
+    wait_s = take_wait(body)
+    return [job_text(ended(await submitted(call, JobKind.brand_check, body, wait_s)))]
+
+
 # ── the table the server lists ──────────────────────────────────────────────────────────────
 
 
@@ -254,6 +268,21 @@ TOOLS: tuple[ToolSpec, ...] = (
         "`threshold`); answers the job with its clusters.",
         schemas.FIND_DUPLICATES,
         find_duplicates,
+        read_only=False,
+    ),
+    ToolSpec(
+        "list_kits",
+        "List your brand kits (latest versions): references, style, palette and the checks "
+        "each output made with one must pass; name one as `kit` in generate.",
+        schemas.LIST_KITS,
+        list_kits,
+    ),
+    ToolSpec(
+        "brand_check",
+        "Score every asset of a collection (or those `filter` picks) against a brand kit; "
+        "answers the job with the off-brand assets worst first.",
+        schemas.BRAND_CHECK,
+        brand_check,
         read_only=False,
     ),
 )

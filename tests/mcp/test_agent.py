@@ -36,6 +36,8 @@ TOOLS = {
     "cancel_job",
     "generate",
     "find_duplicates",
+    "list_kits",
+    "brand_check",
 }
 
 
@@ -147,6 +149,33 @@ def test_find_duplicates(keyed: str, looks: list[str]) -> None:
     job = answer(call(keyed, ALPHA, "find_duplicates", arguments))
     assert job["state"] == "completed", job
     assert job["result"]["scanned"] == len(looks)
+
+
+@pytest.fixture(scope="module")
+def kit(keyed: str, looks: list[str]) -> str:
+    """Alpha's brand kit of one of its looks."""
+    with http(keyed, ALPHA) as client:
+        made = client.post(
+            "/v1/kits",
+            json={"name": "mcp-house", "collection": LOOKS, "references": looks[:1]},
+        )
+    assert made.status_code == 201, made.text
+    return "mcp-house"
+
+
+def test_list_kits_and_generate_and_audit_with_one(
+    stack: RunningStack, keyed: str, looks: list[str], kit: str
+) -> None:
+    [listed] = answer(call(keyed, ALPHA, "list_kits", {}))["kits"]
+    assert listed["name"] == kit and listed["references"] == looks[:1]
+    arguments = {"collection": LOOKS, "prompt": stack.tag("on-brand look"), "kit": kit, "wait": 60}
+    job = answer(call(keyed, ALPHA, "generate", arguments))
+    assert job["state"] == "completed", job
+    assert job["result"]["brand"]["kit"] == f"{kit}@1"
+    audit = answer(call(keyed, ALPHA, "brand_check", {"collection": LOOKS, "kit": kit, "wait": 60}))
+    assert audit["state"] == "completed", audit
+    assert audit["result"]["checked"] >= len(looks)
+    assert answer(call(keyed, BETA, "list_kits", {}))["kits"] == []
 
 
 def test_waiting_on_a_job_sends_progress(stack: RunningStack, keyed: str) -> None:
@@ -283,12 +312,18 @@ ISOLATION: dict[str, Callable[[str, list[str]], tuple[dict[str, Any], str, str, 
         "/v1/jobs/duplicates",
         {"collection": LOOKS},
     ),
+    "brand_check": lambda k, ids: (
+        {"collection": LOOKS, "kit": "mcp-house"},
+        "POST",
+        "/v1/jobs/brand-check",
+        {"collection": LOOKS, "kit": "mcp-house"},
+    ),
 }
 
 
 @pytest.mark.parametrize("tool", sorted(ISOLATION))
 def test_a_tenant_sees_over_mcp_what_it_sees_over_http(
-    keyed: str, looks: list[str], tool: str
+    keyed: str, looks: list[str], kit: str, tool: str
 ) -> None:
     arguments, method, path, body = ISOLATION[tool](keyed, looks)
     with http(keyed, BETA) as client:
