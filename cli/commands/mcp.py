@@ -31,7 +31,8 @@ def mcp(
     key: Annotated[
         str | None,
         typer.Option(
-            "--key", help="Bearer API key. [default: --api-key, ASSETRAG_API_KEY]",
+            "--key",
+            help="Bearer API key. [default: --api-key, ASSETRAG_API_KEY]",
             show_default=False,
         ),
     ] = None,
