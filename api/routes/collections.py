@@ -13,6 +13,7 @@ from api.paths import ASSET_ID, NAME, relative
 from api.state import AppState
 from shared import contract
 from shared.blobs import BlobNotFound, thumbnail_key
+from shared.clip.catalog import local_dimension
 from shared.contract import Asset, CollectionCreate, CollectionInfo, ErrorCode, Lineage, Page
 from shared.errors import CodedError, Conflict, NotFound
 from shared.images import thumbnail
@@ -56,7 +57,7 @@ def create_collection(body: CollectionCreate, caller: CallerDep) -> CollectionIn
     state, vectors = caller.state, caller.vectors
     model = body.model or state.settings.clip_model
     check_model_allowed(model, state.settings.allowed_models)
-    dimension = state.models.dimension(model)
+    dimension = state.models.dimension(model) or local_dimension(model, state.settings.model_dir)
     if dimension is None:
         raise CodedError(
             E.model_not_loaded,

@@ -140,7 +140,9 @@ export function meter(id, label) {
 
 // A model as people read it: a checkpoint path by its file name (the whole path in a title).
 export function modelName(model) {
-  return model.startsWith("/") || model.includes("\\") ? model.split(/[\\/]/).pop() : model;
+  // a checkpoint path by its file; an open_clip name without its prefix
+  if (model.startsWith("/") || model.includes("\\")) return model.split(/[\\/]/).pop();
+  return model.replace(/^open_clip:/, "");
 }
 
 // Asks before something that cannot be undone; resolves true once confirmed. Cancel has the

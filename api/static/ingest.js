@@ -2,7 +2,7 @@
 // upload request whole for one bad file), then one embed job takes them all and its
 // server-sent events drive the progress bar.
 
-import { follow, listCollections, meta, submit, upload } from "./api.js";
+import { follow, listCollections, meta, paths, postJSON, submit, upload } from "./api.js";
 import { bytes, dropZone, h, meter, option, say } from "./dom.js";
 
 const UPLOADS_IN_FLIGHT = 4;
@@ -20,6 +20,30 @@ export async function mount(root, params) {
     value: params.get("collection") || collections[0]?.name || "",
     "aria-describedby": "ingest-collection-help",
   });
+  // A new collection is made with the model picked here (GET /v1/meta's catalogue); an
+  // existing one keeps its own, shown beside it.
+  const known = new Map(collections.map((c) => [c.name, c]));
+  const model = h("select", { id: "ingest-model", name: "model" },
+    (meta.model_catalog ?? []).map((m) => {
+      const choice = option(m.name, `${m.name.replace(/^open_clip:/, "")}${m.dimension ? `, ${m.dimension}-d` : ""} (${m.languages})`);
+      choice.title = m.note;
+      choice.selected = m.default;
+      return choice;
+    }));
+  const modelNote = h("small", { id: "ingest-model-help", class: "muted" });
+  const modelField = h("div", { class: "field" },
+    h("label", { for: "ingest-model" }, "Model (of a new one)"), model, modelNote);
+  function showModel() {
+    const existing = known.get(name.value);
+    model.disabled = Boolean(existing);
+    if (existing) model.value = existing.model;
+    const picked = (meta.model_catalog ?? []).find((m) => m.name === model.value);
+    modelNote.textContent = existing
+      ? `${existing.name} holds ${existing.model} vectors; re-index it to move it to another model.`
+      : picked?.note ?? "";
+  }
+  name.addEventListener("input", showModel);
+  model.addEventListener("change", showModel);
   const history = h("div", { class: "runs" });
   let pending = [];
   const start = h("button", { type: "submit", class: "primary", hidden: true }, "");
@@ -43,7 +67,9 @@ export async function mount(root, params) {
         start.hidden = true;
         const view = h("section", { class: "run card" });
         history.prepend(view);
-        ingest(files, name.value, view);
+        ingest(files, name.value, known.has(name.value) ? null : model.value, view);
+        if (!known.has(name.value)) known.set(name.value, { name: name.value, model: model.value });
+        showModel();
       },
     },
     h("div", { class: "field" },
@@ -52,13 +78,15 @@ export async function mount(root, params) {
       h("datalist", { id: "ingest-collections" }, collections.map((c) => option(c.name))),
       h("small", { id: "ingest-collection-help", class: "muted" },
         "An existing collection, or a new name (letters, digits and _, starting with a letter).")),
+    modelField,
     dropZone({ id: "ingest-files", text: "or drop images here, as many as you like", multiple: true, onFiles: queue }),
     start,
   );
   root.append(h("h1", {}, "Ingest"), form, history);
+  showModel();
 }
 
-async function ingest(files, collection, view) {
+async function ingest(files, collection, model, view) {
   const refused = []; // {name, code, message}
   const uploaded = []; // {name, upload_id}
   const status = h("p", { class: "status", role: "status" });
@@ -89,6 +117,7 @@ async function ingest(files, collection, view) {
   if (uploaded.length) {
     view.dataset.state = "embedding";
     try {
+      if (model) await createCollection(collection, model);
       job = await submit("embed", { collection, items: uploaded.map((u) => ({ upload_id: u.upload_id })) });
       embed.show(job);
       job = await follow(job, embed.show);
@@ -108,6 +137,14 @@ async function ingest(files, collection, view) {
   else if (!status.textContent) say(status, "No file could be uploaded.", "error");
   if (stored) view.append(h("p", {}, h("a", { href: `#/library?collection=${encodeURIComponent(collection)}` }, `See ${collection} in the library`)));
   if (failed.length) view.append(errorTable(failed));
+}
+
+async function createCollection(name, model) {
+  try {
+    await postJSON(paths.collections(), { name, model });
+  } catch (error) {
+    if (error.code !== "collection_exists") throw error; // made meanwhile: embed into it
+  }
 }
 
 function errorTable(rows) {

@@ -1,7 +1,7 @@
 // Collections with their counts and model; a collection's assets, page by page.
 
 import { getJSON, listCollections, paths } from "./api.js";
-import { h, ingestFirst, say, tile } from "./dom.js";
+import { h, ingestFirst, modelName, say, tile } from "./dom.js";
 import { openAsset } from "./record.js";
 
 export async function mount(root, params) {
@@ -22,7 +22,7 @@ export async function mount(root, params) {
       h("strong", {}, c.name),
       h("span", {}, `${c.count ?? "?"} assets`),
       h("span", { class: "muted", title: `${c.model}: ${c.dimension}-d, ${c.metric}` },
-        `${c.model.split("/").pop()}, ${c.dimension}-d`),
+        `${modelName(c.model)}, ${c.dimension}-d`),
       h("span", { class: "muted" }, `created ${day(c.created_at)}`))))),
   );
   const assets = h("section", { class: "assets", "aria-labelledby": "assets-title" });

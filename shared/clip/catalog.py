@@ -9,7 +9,9 @@ dimension is then known once a worker has loaded it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 OPEN_CLIP_PREFIX = "open_clip:"
 
@@ -70,3 +72,18 @@ def describe(name: str) -> tuple[str, str]:
     if name.startswith(("/", ".", "~")) or name.endswith((".pt", ".pth", ".bin")):
         return "en", "a CLIP checkpoint file on the workers"
     return "en", "OpenAI CLIP"
+
+
+def local_dimension(name: str, model_dir: Path | None) -> int | None:
+    """An open_clip model's embedding size from its config in the offline model folder
+    (`<model_dir>/<architecture>/<tag>/open_clip_config.json`), read without loading it: a
+    collection can be made on it before any worker has loaded it."""
+    parts = open_clip_parts(name) if is_open_clip(name) else None
+    if parts is None or model_dir is None:
+        return None
+    config = model_dir / parts[0] / parts[1] / "open_clip_config.json"
+    try:
+        dimension = json.loads(config.read_text())["model_cfg"]["embed_dim"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(dimension) if isinstance(dimension, int) else None

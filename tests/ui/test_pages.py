@@ -64,6 +64,24 @@ def test_ingest_by_drag_and_drop(page: Page, stack: RunningStack) -> None:
     assert stack.client.get("/v1/collections/ui_ingest").json()["count"] == 6
 
 
+def test_a_new_collection_is_made_with_the_model_picked(page: Page, stack: RunningStack) -> None:
+    from tests.support.open_clip_models import SIGLIP
+
+    page.goto("/#/ingest")
+    page.get_by_label("Collection").fill("ui_siglip")
+    page.get_by_label("Model (of a new one)").select_option(SIGLIP)
+    drop_files(page, ".drop", looks(2, start=300))
+    expect(page.locator(".run").first).to_have_attribute("data-state", "completed")
+    info = stack.client.get("/v1/collections/ui_siglip").json()
+    assert info["model"] == SIGLIP and info["count"] == 2
+    # an existing collection keeps its model: the picker shows it, and is off
+    page.get_by_label("Collection").fill("ui_siglip")
+    expect(page.get_by_label("Model (of a new one)")).to_be_disabled()
+    expect(page.locator("#ingest-model-help")).to_contain_text("re-index it")
+    page.goto("/#/library")
+    expect(page.locator(".card", has_text="ui_siglip")).to_contain_text("tiny-SigLIP2/test, 64-d")
+
+
 def test_search_by_text_and_by_dropped_image(page: Page, catalogue: list[str]) -> None:
     search_text(page, "a red square on blue", 8)
     assert_every_control_is_labelled(page)
