@@ -64,14 +64,18 @@ export const getJSON = async (path, options) => (await request(path, options)).j
 export const postJSON = async (path, json, options = {}) =>
   (await request(path, { ...options, method: "POST", json })).json();
 
+export const putJSON = async (path, json) => (await request(path, { method: "PUT", json })).json();
+
 export const deleteRequest = (path) => request(path, { method: "DELETE" });
 
 // ── paths, spelled as shared/contract/paths.py spells them ─────────────────────────────────
 
 const COLLECTIONS = "/v1/collections";
 const JOBS = "/v1/jobs";
+const KITS = "/v1/kits";
 
 export const paths = {
+  collections: () => COLLECTIONS,
   collection: (name) => `${COLLECTIONS}/${encodeURIComponent(name)}`,
   assets: (name) => `${paths.collection(name)}/assets`,
   asset: (name, assetId) => `${paths.assets(name)}/${assetId}`,
@@ -81,6 +85,11 @@ export const paths = {
   reindex: (name) => `${paths.collection(name)}/reindex`,
   job: (jobId) => `${JOBS}/${jobId}`,
   clusters: (jobId) => `${paths.job(jobId)}/clusters`,
+  results: (jobId) => `${paths.job(jobId)}/results`,
+  thumbnail: (name, assetId, size) => `${paths.asset(name, assetId)}/thumbnail?size=${size}`,
+  kits: () => KITS,
+  kit: (ref) => `${KITS}/${encodeURIComponent(ref)}`,
+  kitVersions: (name) => `${paths.kit(name)}/versions`,
 };
 
 export const listCollections = async () => (await getJSON(COLLECTIONS)).data;
@@ -160,6 +169,12 @@ async function* serverSentEvents(response) {
       if (data.length) yield { event, data: data.join("\n") };
     }
   }
+}
+
+// A finished job's results file (JSON Lines), one object per line.
+export async function jobResults(job) {
+  const text = await (await request(paths.results(job.id))).text();
+  return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line));
 }
 
 // ── uploads ────────────────────────────────────────────────────────────────────────────────

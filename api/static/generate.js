@@ -2,7 +2,7 @@
 // whose hits are ticked, hits picked in Search), each with a role and label, in one or more
 // formats; the outputs with their lineage, each one editable or savable (outputs.js).
 
-import { listCollections, meta, requestSchema } from "./api.js";
+import { getJSON, listCollections, meta, paths, requestSchema } from "./api.js";
 import { h, option, say } from "./dom.js";
 import { runGeneration } from "./outputs.js";
 import { picks } from "./picks.js";
@@ -12,6 +12,7 @@ export const title = "Generate";
 
 export async function mount(root) {
   const collections = await listCollections();
+  const { data: kits } = await getJSON(paths.kits());
   const formats = (await requestSchema("GenerateRequest")).properties.aspect_ratios;
   const picked = picks();
   root.append(h("h1", {}, "Generate"));
@@ -31,6 +32,8 @@ export async function mount(root) {
       option(String(n), String(n), n === meta.generate_count.default)));
   const size = h("select", { id: "gen-size", name: "image_size" },
     option("", "model default"), meta.image_sizes.map((s) => option(s)));
+  const kit = h("select", { id: "gen-kit", name: "kit" }, option("", "none"),
+    kits.map((k) => option(k.name, `${k.name} (version ${k.version})`)));
   const save = h("input", { id: "gen-save", name: "save_to_collection", type: "checkbox" });
   const status = h("p", { class: "status", role: "status" });
   const outputs = h("section", { class: "results", "aria-label": "Results" });
@@ -59,7 +62,8 @@ export async function mount(root) {
       h("label", { class: "check", for: box.id }, box, box.value)))),
   h("div", { class: "row" },
     h("div", { class: "field" }, h("label", { for: "gen-count" }, "Images"), count),
-    h("div", { class: "field" }, h("label", { for: "gen-size" }, "Size"), size)),
+    h("div", { class: "field" }, h("label", { for: "gen-size" }, "Size"), size),
+    h("div", { class: "field" }, h("label", { for: "gen-kit" }, "Brand kit"), kit)),
   h("label", { class: "check" }, save, " Save the outputs to the collection, with their lineage (needed to edit them)"),
   h("div", { class: "row" }, h("button", { type: "submit", class: "primary",
     disabled: !meta.generator_configured }, "Generate")));
@@ -72,6 +76,7 @@ export async function mount(root) {
     if (ratios.length === 1) spec.aspect_ratio = ratios[0];
     else if (ratios.length > 1) spec.aspect_ratios = ratios;
     if (size.value) spec.image_size = size.value;
+    if (kit.value) spec.kit = kit.value;
     const references = sources.references();
     if (references.length) spec.references = references;
     return spec;

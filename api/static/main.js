@@ -7,11 +7,12 @@ import * as duplicates from "./duplicates.js";
 import * as generate from "./generate.js";
 import * as ingest from "./ingest.js";
 import * as jobs from "./jobs.js";
+import * as kits from "./kits.js";
 import * as library from "./library.js";
 import * as reindex from "./reindex.js";
 import * as search from "./search.js";
 
-const PAGES = { search, library, ingest, generate, jobs, reindex, duplicates };
+const PAGES = { search, library, ingest, generate, kits, jobs, reindex, duplicates };
 const main = document.getElementById("main");
 let leave = () => {};
 

@@ -2,6 +2,7 @@
 // with their ratio and lineage, "Edit this" on a saved output, and saving an unsaved one.
 
 import { follow, getJSON, openImage, paths, request, showImage, submit, upload } from "./api.js";
+import { brandBadge } from "./brand.js";
 import { h, say, shortId, smallThumb } from "./dom.js";
 import { openAsset } from "./record.js";
 
@@ -77,6 +78,7 @@ function outputTile(outputs, spec, job, image, n) {
   const status = h("p", { class: "status", role: "status", hidden: true });
   const item = h("li", { class: "output-tile" }, h("figure", {}, img,
     h("figcaption", { class: "muted" }, ratio, ` ${image.width}×${image.height} ${image.mime_type}`)),
+  brandBadge(image.brand, job.result.items?.[image.item]?.brand ?? job.result.brand),
   h("div", { class: "row" },
     h("button", { type: "button", onclick: () => openImage(image.content_url) }, "Full size"), saving),
   more, status);
