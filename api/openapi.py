@@ -29,6 +29,7 @@ def configured_caps(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]
         ("EmbedRequest", "items"): {"maxItems": settings.max_items_per_job},
         # the models this server offers to re-index to
         ("ReindexRequest", "model"): {"enum": settings.allowed_models},
+        ("CollectionCreate", "model"): {"enum": settings.allowed_models},
     }
 
 

@@ -209,7 +209,7 @@ def settle(kit: Kit, record: ItemOutcome) -> None:
     assert best.result is not None
     best.result.brand = summary
     for image, score in zip(best.result.images, best.scores or [], strict=True):
-        image.brand = score
+        image.brand = score.model_copy(update={"attempts": summary.attempts})
     for save in best.saves:
         lineage = save.metadata.get("lineage")
         if isinstance(lineage, dict):

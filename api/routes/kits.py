@@ -19,7 +19,7 @@ router = APIRouter(prefix=contract.KITS_PATH, tags=["kits"])
 E = ErrorCode
 KITS = relative(router, contract.KITS_PATH)
 KIT = relative(router, contract.kit_path("{ref}"))
-CHECKED = (E.collection_not_found, E.asset_not_found)
+CHECKED = (E.collection_not_found, E.asset_not_found, E.malformed_json)
 RefPath = Annotated[str, Path(pattern=contract.KIT_REF_RE.pattern, description="name or name@N")]
 NamePath = Annotated[str, Path(pattern=contract.KIT_NAME_RE.pattern)]
 

@@ -23,8 +23,9 @@ from shared.contract.common import (
 from shared.contract.search import FilterField, FilterValue
 
 KIT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-# "name" (its latest version) or "name@N" (that version)
-KIT_REF_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{0,62})(?:@(?P<version>[1-9][0-9]{0,5}))?$")
+# "name" (its latest version) or "name@N" (that version); no named groups: the pattern is
+# published in the JSON schema, whose regexes are ECMAScript's
+KIT_REF_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}(?:@[1-9][0-9]{0,5})?$")
 MAX_KIT_REFERENCES = 10
 MAX_PALETTE = 8
 MAX_KIT_ATTEMPTS = 5
@@ -51,28 +52,23 @@ Colour = Annotated[
 
 
 def parse_kit_ref(ref: str) -> tuple[str, int | None]:
-    match = KIT_REF_RE.fullmatch(ref)
-    if match is None:
+    if KIT_REF_RE.fullmatch(ref) is None:
         raise ValueError(f"not a kit name: {ref!r}")
-    version = match.group("version")
-    return match.group("name"), int(version) if version else None
+    name, _, version = ref.partition("@")
+    return name, int(version) if version else None
 
 
 class KitChecks(Strict):
     """What every output made with the kit must pass; one that falls short is made again, up
     to `attempts` calls in all."""
 
-    min_similarity: float | SkipJsonSchema[None] = Field(
+    min_similarity: Annotated[float, Field(ge=-1.0, le=2.0)] | SkipJsonSchema[None] = Field(
         default=None,
-        ge=-1.0,
-        le=2.0,
         description="cosine between the output's CLIP embedding and the mean of the kit "
         "references' (1.0: the same image); left out, not checked",
     )
-    max_palette_distance: float | SkipJsonSchema[None] = Field(
+    max_palette_distance: Annotated[float, Field(ge=0.0, le=200.0)] | SkipJsonSchema[None] = Field(
         default=None,
-        ge=0.0,
-        le=200.0,
         description="the mean CIEDE2000 distance from the output's dominant colours (by "
         "pixel share) to the nearest palette colour; left out, not checked",
     )

@@ -84,7 +84,7 @@ def test_an_output_that_can_never_pass_is_made_attempts_times_and_ends_off_brand
     assert brand["passed"] is False and brand["code"] == "off_brand" and brand["attempts"] == 3
     assert -1.0 <= brand["similarity"] <= 1.0 and brand["palette_distance"] >= 0
     [image] = result["images"]
-    assert image["brand"]["passed"] is False
+    assert image["brand"]["passed"] is False and image["brand"]["attempts"] == 3
     assert result["usage"]["calls"] == 3 and result["usage"]["images_returned"] == 3
     # the kept attempt's image is the one saved, with the kit in its lineage
     record = stack.client.get(f"/v1/collections/{LIBRARY}/assets/{image['asset_id']}").json()
