@@ -17,8 +17,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shared.contract import BrandScore, GenerateItem, GenerateRequest, Kit, ReferenceSource
-from shared.errors import CodedError
+from shared.contract import (
+    BrandScore,
+    ErrorCode,
+    GenerateItem,
+    GenerateRequest,
+    Kit,
+    ReferenceSource,
+)
+from shared.errors import CodedError, NotFound
 from shared.milvus.tenants import TenantVectors
 from shared.tasks import GENERATE_ITEMS, SCORE_BRAND
 from workers.assets import decode_asset
@@ -142,6 +149,11 @@ class Scorer:
         self.model = target.model
         found = scope.get_vectors(kit.collection, kit.references, target.version)
         vectors = np.asarray([found[a] for a in kit.references if a in found], dtype=np.float32)
+        if not len(vectors):
+            raise NotFound(
+                ErrorCode.asset_not_found,
+                f"none of kit {kit.ref}'s references is in {kit.collection} any more",
+            )
         mean = vectors.mean(axis=0)
         self.centroid = mean / np.linalg.norm(mean)
 
