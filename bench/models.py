@@ -13,6 +13,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -53,20 +55,26 @@ def main() -> None:
     print(describe())
     with scratch("assetrag-models-", keep=False) as base:
         ckpt = build_vit_b32_checkpoint(base / "vit-b32.pt")
-        rows = [("ViT-B/32 (OpenAI CLIP)", ClipEncoder(str(ckpt), "cpu", args.precision))]
+        rows: list[tuple[str, Callable[[], ClipEncoder | OpenClipEncoder]]] = [
+            ("ViT-B/32 (OpenAI CLIP)", lambda: ClipEncoder(str(ckpt), "cpu", args.precision))
+        ]
         for label, arch in (
             ("SigLIP 2 ViT-B/16", "ViT-B-16-SigLIP2"),
             ("XLM-RoBERTa ViT-B/32", "xlm-roberta-base-ViT-B-32"),
         ):
             name = build_full_size(base, arch)
-            rows.append((label, OpenClipEncoder(name, "cpu", args.precision, model_dir=base)))
+            rows.append(
+                (label, partial(OpenClipEncoder, name, "cpu", args.precision, model_dir=base))
+            )
         print(f"| model | dim | precision | images/s (batch {args.batch_size}) | one query, ms |")
         print("| --- | --- | --- | --- | --- |")
-        for label, encoder in rows:
+        for label, make in rows:  # one model held at a time: none pays for another's memory
+            encoder = make()
             encoder.load()
             rate, query_ms = measure(encoder, args.images, args.batch_size)
             print(
-                f"| {label} | {encoder.dim} | {encoder.precision} | {rate:.1f} | {query_ms:.1f} |"
+                f"| {label} | {encoder.dim} | {encoder.precision} | {rate:.1f} | {query_ms:.1f} |",
+                flush=True,
             )
             del encoder
 

@@ -1,14 +1,16 @@
-"""`assetrag check-model`: the onnx image encoder (fp32, int8) compared with torch fp32 for a
-CLIP model, here on the CPU, before a worker is switched to it; `assetrag fetch-model`: a
-published model's weights downloaded once into the cache folder (a pod's init container).
+"""`assetrag check-model`: any offered model (either family, through shared/clip/families.py)
+loaded and run once, and its onnx image encoder (fp32, int8) compared with torch fp32, here on
+the CPU, before a worker is switched to it; `assetrag fetch-model`: published weights
+downloaded once into the cache folder or the model folder (a pod's init container).
 
 The encoder is imported only when the command runs: torch stays out of the other commands.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -17,6 +19,9 @@ from rich.table import Table
 
 from cli.context import EXIT_JOB_FAILED, CliContext, cli_of
 from cli.paths import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from shared.clip.families import Encoder
 
 commands = typer.Typer()
 
@@ -27,26 +32,62 @@ def fetch_model(
     model: Annotated[
         str | None,
         typer.Argument(
-            help="A CLIP model name. [default: ASSETRAG_CLIP_MODEL]", show_default=False
+            help="A CLIP or open_clip:<arch>/<tag> model name. [default: ASSETRAG_CLIP_MODEL]",
+            show_default=False,
         ),
     ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Fetch ASSETRAG_CLIP_MODEL and every model in ASSETRAG_CLIP_MODELS."
+        ),
+    ] = False,
     cache: Annotated[
         Path | None,
         typer.Option(
             help="The folder clip.load reads. [default: ~/.cache/clip]", show_default=False
         ),
     ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            help="The folder open_clip models go to, one <arch>/<tag>/ each. "
+            "[default: ASSETRAG_MODEL_DIR]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Download a published CLIP model's weights into the cache folder, once: a no-op when
-    they are there (SHA-256 checked), and nothing to do for a checkpoint file path."""
-    from shared.clip.weights import fetch_weights
+    """Download a published model's weights once: OpenAI CLIP's into the cache folder (a
+    no-op when there, SHA-256 checked; nothing to do for a checkpoint file path), an
+    open_clip model's into ASSETRAG_MODEL_DIR/<arch>/<tag>/ (a no-op when that folder is
+    there). Each lands whole or not at all, so pods starting together never read half."""
     from shared.settings import get_settings
 
     cli = cli_of(ctx)
-    spec = model or get_settings().clip_model
+    settings = get_settings()
+    if every and model:
+        cli.fail("error usage: give a model or --all, not both")
+    names = (
+        [settings.clip_model, *settings.clip_models] if every else [model or settings.clip_model]
+    )
+    for spec in dict.fromkeys(names):
+        _fetch_one(cli, spec, cache, to or settings.model_dir)
+
+
+def _fetch_one(cli: CliContext, spec: str, cache: Path | None, model_dir: Path | None) -> None:
+    from shared.clip.catalog import is_open_clip
+    from shared.clip.weights import fetch_open_clip, fetch_weights
+
     try:
+        if is_open_clip(spec):
+            if model_dir is None:
+                cli.fail(f"error: {spec!r} needs a model folder: ASSETRAG_MODEL_DIR or --to")
+            folder, fetched = fetch_open_clip(spec, model_dir)
+            state = "downloaded" if fetched else "already there"
+            cli.console.print(f"{escape(spec)}: {escape(str(folder))} ({state})")
+            return
         path = fetch_weights(spec, cache)
-    except (OSError, RuntimeError) as exc:  # clip raises RuntimeError on a checksum mismatch
+    except (OSError, RuntimeError, ValueError) as exc:  # clip: RuntimeError on a bad checksum
         cli.fail(f"error: cannot fetch {spec!r}: {exc}")
     if path is None:
         if not Path(spec).is_file():
@@ -62,7 +103,8 @@ def check_model(
     model: Annotated[
         str | None,
         typer.Argument(
-            help="A CLIP model name or checkpoint file. [default: ASSETRAG_CLIP_MODEL]",
+            help="A CLIP model name, checkpoint file or open_clip:<arch>/<tag>. "
+            "[default: ASSETRAG_CLIP_MODEL]",
             show_default=False,
         ),
     ] = None,
@@ -75,19 +117,25 @@ def check_model(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many images.")] = 32,
 ) -> None:
-    """Compare the onnx image encoder (fp32, int8) with torch fp32: cosine parity and speed.
+    """Load a model (either family), encode an image and a text, and compare the onnx image
+    encoder (fp32, int8) with torch fp32: dimension, cosine parity and speed.
 
     Runs here, on the CPU, exporting into the data dir's cache as a worker would; exits 1
     when a runtime falls below ASSETRAG_ONNX_MIN_COSINE (a worker would refuse to serve it).
     """
-    from shared.clip.encoder import ClipEncoder
+    from shared.clip.families import encoder_for
     from shared.settings import get_settings
 
     cli = cli_of(ctx)
     settings = get_settings()
     spec = model or settings.clip_model
-    encoder = ClipEncoder(spec, "cpu", "fp32", cache_dir=settings.data_dir / "onnx")
+    # the family chooser the workers use, on the reference the onnx runtimes are held to
+    reference = settings.model_copy(
+        update={"device": "cpu", "precision": "fp32", "backend": "torch"}
+    )
     try:
+        encoder = encoder_for(spec, reference)
+        cli.console.print(_first_pass(spec, encoder))
         pictures = (
             _folder_images(cli, images, limit, encoder.input_resolution, settings.max_image_pixels)
             if images
@@ -112,6 +160,25 @@ def check_model(
         )
     if refused:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _first_pass(spec: str, encoder: Encoder) -> str:
+    """The model loaded, one image and one text encoded: its dimension and what each took."""
+    from shared.clip.onnx_runtime import probe_images
+
+    started = time.perf_counter()
+    encoder.load()
+    loaded = time.perf_counter()
+    image = encoder.encode_images([encoder.preprocess(probe_images(1, seed=1)[0])])
+    imaged = time.perf_counter()
+    text = encoder.encode_texts(["a red silk shawl with gold trim"])
+    texted = time.perf_counter()
+    if image.shape != text.shape or image.shape[-1] != encoder.dim:
+        raise ValueError(f"image {image.shape} and text {text.shape} features differ in shape")
+    return (
+        f"{escape(spec)}: dimension {encoder.dim}, loaded in {loaded - started:.1f} s\n"
+        f"one image {(imaged - loaded) * 1000:.0f} ms, one text {(texted - imaged) * 1000:.0f} ms"
+    )
 
 
 def _checks_table(checks: list[Any], bound: float) -> Table:

@@ -150,3 +150,22 @@ def test_a_worker_holds_two_models_of_two_families(open_clip_dir: Path, tiny_cli
     assert grown < 64 << 20, f"{grown >> 20} MiB more after serving both again"
     cache.get(XLMR)  # a third: the least recently used goes
     assert cache.loaded() == [SIGLIP, XLMR]
+
+
+def test_sequence_first_layout_keeps_the_features(
+    encoders: dict[str, OpenClipEncoder], open_clip_dir: Path
+) -> None:
+    """The loaded encoder runs open_clip's transformers sequence-first (a speed fix, see
+    `sequence_first`); the features are those of the model as open_clip builds it."""
+    import open_clip
+    from open_clip.transformer import Transformer
+
+    encoder = encoders[XLMR]
+    folder = local_folder(XLMR, open_clip_dir)
+    built = open_clip.create_model(f"local-dir:{folder}").eval()
+    towers = [m for m in encoder._model.modules() if type(m) is Transformer]
+    assert towers and not any(t.batch_first for t in towers)
+    pixels = torch.stack([encoder.preprocess(img) for img in probe_images(3)])
+    with torch.inference_mode():
+        want = torch.nn.functional.normalize(built.encode_image(pixels), dim=-1).numpy()
+    np.testing.assert_allclose(encoder.encode_images(pixels), want, atol=1e-5)
