@@ -443,7 +443,11 @@ def test_fake_runs_as_a_script():
         assert "listening" in proc.stdout.readline()
         config = GeminiConfig(KEY, MODEL, base_url=f"http://127.0.0.1:{port}", timeout_s=5)
         generator = GeminiGenerator(config)
-        out = run(generator.generate("from another process", [ReferenceImage(png((1, 2, 3)), "image/png")]))
+        out = run(
+            generator.generate(
+                "from another process", [ReferenceImage(png((1, 2, 3)), "image/png")]
+            )
+        )
         assert out.images
     finally:
         proc.terminate()
@@ -500,7 +504,9 @@ def test_a_batch_moves_through_its_states_and_answers_each_request(
     batches = make_batches(fake, inline_limit_bytes=inline_limit)
     tag = uuid.uuid4().hex[:8]
     requests = [
-        BatchRequest("0:0", f"fine {tag}", [ReferenceImage(png((1, 2, 3)), "image/png")], "16:9", "2K"),
+        BatchRequest(
+            "0:0", f"fine {tag}", [ReferenceImage(png((1, 2, 3)), "image/png")], "16:9", "2K"
+        ),
         BatchRequest("1:0", f"blocked {tag} [block:prompt]", []),
         BatchRequest("2:0", f"broken {tag} [fail:500]", []),
     ]
