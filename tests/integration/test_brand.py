@@ -236,7 +236,7 @@ def test_a_tenant_sees_only_its_own_kits(stack: RunningStack) -> None:
             "/v1/kits", json={"name": "house", "collection": "house", "references": [asset]}
         )
         assert made.status_code == 201, made.text
-        assert [k["name"] for k in alpha.get("/v1/kits").json()["data"]] == ["house"]
+        assert "house" in [k["name"] for k in alpha.get("/v1/kits").json()["data"]]
         assert beta.get("/v1/kits").json()["data"] == []
         assert beta.get("/v1/kits/house").status_code == 404
         assert beta.get("/v1/kits/house@1").status_code == 404
