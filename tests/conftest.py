@@ -7,6 +7,7 @@ server, one Celery worker per queue and the API, each a separate process.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,16 @@ from tests.support.stack import OUTPUT, WEBHOOK_SECRET, InProcess, RunningStack
 
 STACK_DB = 0
 UNIT_DB = 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that ran on the stack reports what its processes logged as wrong."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, RunningStack):
+        report.sections.append(("stack warnings and errors", stack.logged_errors()))
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -204,7 +215,9 @@ def stack(
     if request.param == "milvus":
         env["ASSETRAG_MILVUS_URI"] = request.getfixturevalue("milvus_server").uri
     port = free_port()
-    running = Stack(port=port, env=env, log_dir=OUTPUT / "stack-logs" / request.param)
+    logs = OUTPUT / "stack-logs" / request.param
+    shutil.rmtree(logs, ignore_errors=True)  # a failed test's report reads this run's logs
+    running = Stack(port=port, env=env, log_dir=logs)
     running.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:

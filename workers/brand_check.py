@@ -24,6 +24,7 @@ from shared.jobs.records import START, THEN
 from shared.tasks import BRAND_CHECK_BATCH, FINISH_BRAND_CHECK
 from workers.brand import Scorer
 from workers.context import WorkerContext
+from workers.retries import with_retries
 
 WORST_SHOWN = 50
 
@@ -89,6 +90,24 @@ def brand_check_batch(
         )
         ctx.jobs.claims.record(job_id, index, json.dumps({"result": line.model_dump(mode="json")}))
     ctx.jobs.complete_batch(job_id, batch_id, len(asset_ids) - len(errors), errors, {})
+
+
+def brand_check_batch_with_retries(
+    ctx: WorkerContext, job_id: str, batch_id: str, version: int, start: int, asset_ids: list[str]
+) -> None:
+    """Tried again while Milvus or the blob store is down; then its assets fail, the job ends."""
+
+    def give_up(error: CodedError) -> None:
+        errors = [error.item_error(start + n, f"asset:{a}") for n, a in enumerate(asset_ids)]
+        ctx.jobs.complete_batch(job_id, batch_id, 0, errors, {})
+
+    with_retries(
+        ctx,
+        job_id,
+        batch_id,
+        lambda: brand_check_batch(ctx, job_id, batch_id, version, start, asset_ids),
+        give_up,
+    )
 
 
 def finish_brand_check(ctx: WorkerContext, job_id: str) -> None:

@@ -23,6 +23,7 @@ from shared.jobs.records import START, THEN
 from shared.milvus.tenants import TenantVectors
 from shared.tasks import CLUSTER_DUPLICATES, DUPLICATES_BATCH
 from workers.context import WorkerContext
+from workers.retries import with_retries
 
 log = logging.getLogger("assetrag.duplicates")
 # Clusters up to this size get their lowest similarity over every pair of members (a
@@ -95,6 +96,24 @@ def duplicates_batch(
         # A batch delivered twice adds its pairs twice: joining them is idempotent.
         ctx.redis.rpush(keys.job_pairs(job_id), *(json.dumps(pair) for pair in pairs))
     ctx.jobs.complete_batch(job_id, batch_id, len(asset_ids), [], {})
+
+
+def duplicates_batch_with_retries(
+    ctx: WorkerContext, job_id: str, batch_id: str, version: int, asset_ids: list[str]
+) -> None:
+    """A batch that fails for a while (Milvus busy or restarting) is tried again; one that
+    fails for good fails the job, since clusters without its pairs would be wrong."""
+
+    def give_up(error: CodedError) -> None:
+        ctx.jobs.fail(job_id, error.code, error.message)
+
+    with_retries(
+        ctx,
+        job_id,
+        batch_id,
+        lambda: duplicates_batch(ctx, job_id, batch_id, version, asset_ids),
+        give_up,
+    )
 
 
 def read_pairs(ctx: WorkerContext, job_id: str) -> nx.Graph:

@@ -49,6 +49,8 @@ HANDLERS: dict[str, Handler] = {
 # the re-index mark too.
 GUARDED: dict[str, Handler] = {
     names.EMBED_BATCH: embed.embed_batch_with_retries,
+    names.BRAND_CHECK_BATCH: brand_check.brand_check_batch_with_retries,
+    names.DUPLICATES_BATCH: duplicates.duplicates_batch_with_retries,
     names.REINDEX_BATCH: reindex.reindex_batch_with_retries,
     names.SWAP_REINDEX: reindex.swap_or_fail,
 }

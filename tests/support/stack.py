@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from shared.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
 # The stack's Standard Webhooks secret (base64 of b"secret-key-for-tests").
+# A log record's first line: "[2026-12-03 16:30:30,652 WARNING assetrag.watchdog] ..."
+LOG_HEADER = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ (\w+) ([\w.]+)\]")
 WEBHOOK_SECRET = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="
 
 
@@ -50,6 +53,24 @@ class RunningStack:
     def tag(self, text: str) -> str:
         """The text made this stack's own (the fake Gemini serves every stack of the run)."""
         return f"{text} ~{self.backend}"
+
+    def logged_errors(self, lines: int = 80) -> str:
+        """The last warnings, errors and tracebacks the stack's processes logged, for a
+        failed test's report (CI keeps no stack logs)."""
+        if self.stack.log_dir is None:
+            return ""
+        kept: list[str] = []
+        for log in sorted(self.stack.log_dir.glob("*.log")):
+            in_error = False
+            for line in log.read_text(errors="replace").splitlines()[-2000:]:
+                if header := LOG_HEADER.match(line):
+                    level, logger = header.groups()
+                    in_error = level in ("ERROR", "CRITICAL") or (
+                        level == "WARNING" and logger.startswith("assetrag")
+                    )
+                if in_error:
+                    kept.append(f"{log.stem}: {line}")
+        return "\n".join(kept[-lines:])
 
     def wait_job(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
