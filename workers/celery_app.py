@@ -115,11 +115,12 @@ def _load_model_or_exit(ctx: Any) -> None:
     seconds = time.perf_counter() - started
     MODEL_LOAD.labels(encoder.model_id).set(seconds)
     log.info(
-        "model %s loaded on %s (image tower: %s %s; %d torch threads) in %.1fs",
+        "model %s loaded on %s (image tower: %s %s; text tower: %s; %d torch threads) in %.1fs",
         encoder.model_id,
         encoder.device,
         encoder.backend,
         encoder.image_precision,
+        encoder.text_tower,
         encoder.torch_threads,
         seconds,
     )

@@ -5,9 +5,10 @@ A model is either one of `clip.available_models()` or a checkpoint file: OpenAI'
 archives and plain state dicts go through the same loader, and every size (embedding dim,
 input resolution, context length) is read from the model, never assumed.
 
-Two levers for speed, both checked for exactness:
-- text: the transformer runs only up to the batch's last end-of-text token (see
-  `encode_tokens`), which gives the same features as the full 77 tokens;
+Levers for speed, each checked for exactness:
+- text: the transformer runs only up to the batch's last end-of-text token, which gives the
+  same features as the full 77 tokens, and as one TorchScript call that releases the GIL
+  (`shared/clip/text_tower.py`);
 - every torch call runs on the process's one torch thread (`shared/clip/torch_thread.py`: OpenMP
   slows down as soon as a second thread runs torch), and preprocessing is numpy, so the
   threads that decode images never touch torch;
@@ -21,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ with warnings.catch_warnings():
     from clip.model import CLIP, build_model
 from torchvision.transforms import Compose, Normalize, ToTensor
 
+from shared.clip.text_tower import encode_tokens, traced_tower
 from shared.clip.torch_thread import TORCH_THREAD
 
 if TYPE_CHECKING:
@@ -145,38 +148,20 @@ def checkpoint_hash(spec: str) -> str:
 
 # oneDNN builds its bf16 kernels anew for every input shape it meets (0.3-1 s each on the
 # 2-core EPYC here, against ~20 ms for the pass itself), so the shapes a text batch can take
-# are kept few: lengths in steps of 8 tokens, batches padded to a power of two; and `load()`
-# builds the common ones, so no query pays for a kernel build.
-LENGTH_STEP = 8
+# are kept few: lengths in steps of LENGTH_STEP tokens (shared/clip/text_tower.py), batches
+# padded to a power of two; and `load()` builds the common ones, so no query pays for a
+# kernel build.
 _WARM_BATCHES = (1, 2, 4, 8, 16, 32)
 _WARM_LENGTHS = (8, 16)
 
 
-def encode_tokens(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
-    """`model.encode_text(tokens)`, computed only up to the batch's last end-of-text token.
-
-    The text transformer is causal and its features are read at the end-of-text token (the
-    highest id, hence argmax), so no position after the longest text can change them: the
-    token ids, positional embeddings and causal mask are cut there (rounded up to a multiple
-    of LENGTH_STEP, which changes nothing either). A short query then costs a fraction of the
-    77-token pass. Nothing on the shared model is changed (OpenAI's blocks re-assign their
-    mask on every call), so threads may call this at once.
-    """
-    ends = tokens.argmax(dim=-1)
-    longest = int(ends.max()) + 1
-    length = min(tokens.shape[1], -(-longest // LENGTH_STEP) * LENGTH_STEP)
-    x = model.token_embedding(tokens[:, :length]).type(model.dtype)
-    x = x + model.positional_embedding[:length].type(model.dtype)
-    x = x.permute(1, 0, 2)  # NLD -> LND, as the blocks expect
-    for block in model.transformer.resblocks:
-        mask = block.attn_mask
-        if mask is not None:
-            mask = mask[:length, :length].to(dtype=x.dtype, device=x.device)
-        y = block.ln_1(x)
-        x = x + block.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
-        x = x + block.mlp(block.ln_2(x))
-    x = model.ln_final(x.permute(1, 0, 2)).type(model.dtype)
-    return x[torch.arange(x.shape[0]), ends] @ model.text_projection
+def autocast_for(device: str, precision: str) -> AbstractContextManager[Any]:
+    """What a pass runs under at this precision: autocast, or nothing (fp32, or fp16
+    weights on CUDA)."""
+    dtype = _DTYPES.get(precision)
+    if dtype is None or (device == "cuda" and precision == "fp16"):
+        return nullcontext()
+    return torch.autocast(device_type=device, dtype=dtype)
 
 
 def lower_text_weights(model: CLIP, dtype: torch.dtype) -> None:
@@ -270,6 +255,7 @@ class ClipEncoder:
         self._min_cosine = min_cosine
         self._lock = threading.Lock()
         self._model: CLIP | None = None
+        self._text_tower: torch.jit.ScriptModule | None = None  # None: texts run eagerly
         self._onnx: OnnxImageEncoder | None = None
         self._transform: Transform | None = None
         self._device: str | None = None
@@ -314,7 +300,14 @@ class ClipEncoder:
             self._transform = transform
             self._device, self._precision = device, precision
             self._warm_text(model)
+            self._text_tower = traced_tower(model, partial(self._trace_context, device, precision))
             self._model = model
+
+    @staticmethod
+    @contextmanager
+    def _trace_context(device: str, precision: str) -> Iterator[None]:
+        with torch.no_grad(), autocast_for(device, precision):
+            yield
 
     def _warm_text(self, model: CLIP) -> None:
         """Builds the bf16 kernels of the common text shapes now (see LENGTH_STEP)."""
@@ -405,6 +398,12 @@ class ClipEncoder:
         return TORCH_THREAD.run(torch.get_num_threads)
 
     @property
+    def text_tower(self) -> str:
+        """How texts are encoded: "traced" (one TorchScript call, out of the GIL) or "eager"."""
+        self.load()
+        return "traced" if self._text_tower is not None else "eager"
+
+    @property
     def image_precision(self) -> str:
         """What the image tower runs at: the onnx backend's fp32 or int8, else torch's."""
         self.load()
@@ -420,10 +419,7 @@ class ClipEncoder:
         return self._transform(img)
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        dtype = _DTYPES.get(self.precision)
-        if dtype is None or (self.device == "cuda" and self.precision == "fp16"):
-            return nullcontext()  # fp32, or fp16 weights on CUDA
-        return torch.autocast(device_type=self.device, dtype=dtype)
+        return autocast_for(self.device, self.precision)
 
     def _finish(self, raw: torch.Tensor | np.ndarray) -> np.ndarray:
         if isinstance(raw, np.ndarray):
@@ -475,5 +471,6 @@ class ClipEncoder:
             if full_context:
                 features = model.encode_text(tokens)
             else:
-                features = encode_tokens(model, _padded_rows(tokens))[: len(texts)]
+                padded = _padded_rows(tokens)
+                features = encode_tokens(model, padded, self._text_tower)[: len(texts)]
         return self._finish(features)

@@ -276,6 +276,11 @@ class OpenClipEncoder:
         return TORCH_THREAD.run(torch.get_num_threads)
 
     @property
+    def text_tower(self) -> str:
+        """Always "eager": only OpenAI CLIP's text tower is traced so far."""
+        return "eager"
+
+    @property
     def image_precision(self) -> str:
         self.load()
         return self._onnx.precision if self._onnx is not None else self.precision

@@ -359,3 +359,51 @@ def test_odd_batches_are_padded_and_the_padding_dropped(encoder: ClipEncoder) ->
         got = encoder.encode_texts(texts)
         assert got.shape == (count, 48)
         np.testing.assert_allclose(got, untruncated(encoder, texts), atol=2e-6)
+
+
+def test_texts_run_through_a_trace_that_gives_the_eager_features_to_the_bit(
+    encoder: ClipEncoder,
+) -> None:
+    """The traced text tower (one native call, out of the GIL) is what encodes texts, and
+    it matches the eager pass exactly at every batch size and length it meets."""
+    assert isinstance(encoder._text_tower, torch.jit.ScriptModule)
+    model = encoder._ready()
+    batches = [MIXED[:1], MIXED, [f"a red silk shawl number {n}" for n in range(13)]]
+
+    def both(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = _padded_rows(clip.tokenize(texts, truncate=True))
+        with torch.inference_mode():
+            return encode_tokens(model, tokens), encode_tokens(model, tokens, encoder._text_tower)
+
+    for texts in batches:
+        eager, traced = TORCH_THREAD.run(both, texts)
+        assert torch.equal(eager, traced), texts
+        features = eager[: len(texts)]
+        expected = (features / features.norm(dim=-1, keepdim=True)).numpy()
+        np.testing.assert_array_equal(encoder.encode_texts(texts), expected)
+
+
+def test_a_trace_that_drifts_from_the_eager_pass_is_not_used(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.clip import text_tower
+
+    real_trace = torch.jit.trace
+
+    def drifting(module: torch.nn.Module, example: object, **kwargs: object) -> object:
+        traced = real_trace(module, example, **kwargs)
+        return lambda tokens, ends: traced(tokens, ends) + 1e-4
+
+    monkeypatch.setattr(text_tower.torch.jit, "trace", drifting)
+    enc = ClipEncoder(str(checkpoints["state_dict"]), device="cpu", precision="fp32")
+    enc.load()
+    assert enc._text_tower is None
+    model = enc._ready()
+    tokens = _padded_rows(clip.tokenize(MIXED, truncate=True))
+
+    def eager() -> np.ndarray:
+        with torch.inference_mode():
+            features = encode_tokens(model, tokens)[: len(MIXED)]
+        return (features / features.norm(dim=-1, keepdim=True)).numpy()
+
+    np.testing.assert_array_equal(enc.encode_texts(MIXED), TORCH_THREAD.run(eager))
