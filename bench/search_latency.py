@@ -42,15 +42,18 @@ from typing import Any
 
 import httpx
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Load, describe, http_load  # noqa: E402
-from cli.stack import Stack  # noqa: E402
+from bench.cpu_profile import ProcessProfile, cpu_seconds, stage_means, stage_totals  # noqa: E402
+from cli.stack import Stack, free_port, metrics_ports  # noqa: E402
 from shared.clip.encoder import ClipEncoder  # noqa: E402
 from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
 from shared.milvus.gateway import VectorStore  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
 from tests.support.vectors import records, unit_vectors  # noqa: E402
 
@@ -106,11 +109,6 @@ def fill(
         vectors = unit_vectors(rng, hi - lo, dim)
         store.upsert(COLLECTION, records(vectors, start=lo))
     return time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int, timeout_s: float = 600, window_s: float = 2.0, busy: float = 0.1) -> float:
@@ -196,13 +194,49 @@ def concurrent(port: int, clients: int, seconds: float) -> Load:
     return http_load(port, "/v1/jobs/search?wait=10", body, clients, seconds)
 
 
-def bare_rates(encoder: ClipEncoder, clients: int, rounds: int = 3) -> tuple[float, float]:
-    """Texts/s of the bare encoder: one text per call, and `clients` texts per call."""
+def profiled(
+    stack: Stack, port: int, clients: int, seconds: float, out: Path
+) -> tuple[Load, ProcessProfile]:
+    """The concurrent load, with every stack process's CPU and py-spy on the busy ones."""
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    pids["bench (clients)"] = os.getpid()
+    spied = {n: pids[n] for n in ("api", "worker-query", "milvus") if n in pids}
+    metrics = f"http://127.0.0.1:{metrics_ports(stack.commands)['worker-query']}/metrics"
+    before = stage_totals(metrics, "assetrag_search_stage_seconds")
+    rows_before = stage_totals(metrics, "assetrag_query_batch_rows")
+    with ProcessProfile(pids, seconds, out, py_spy=spied) as profile:
+        load = concurrent(port, clients, seconds)
+    after = stage_totals(metrics, "assetrag_search_stage_seconds")
+    rows_after = stage_totals(metrics, "assetrag_query_batch_rows")
+    jobs = after.get("claim", (0.0, 0.0))[1] - before.get("claim", (0.0, 0.0))[1]
+    profile.stages = stage_means(before, after, jobs)
+    profile.batch_rows = {
+        stage: (rows - rows_before.get(stage, (0.0, 0.0))[0])
+        / max(1.0, calls - rows_before.get(stage, (0.0, 0.0))[1])
+        for stage, (rows, calls) in rows_after.items()
+    }
+    return load, profile
+
+
+def bare_rates(encoder: ClipEncoder, clients: int, rounds: int = 3) -> tuple[float, float, float]:
+    """Texts/s of the bare encoder, on texts like the load's: one text per call; `clients`
+    texts per call; and as the query worker runs it (ASSETRAG_QUERY_TORCH_THREADS threads,
+    batches of ASSETRAG_QUERY_BATCH_MAX), the ceiling of a worker that does nothing else."""
     texts = [f"{t} {i}" for i, t in enumerate(queries(clients * rounds, 5))]
     one = timed(lambda: [encoder.encode_texts([t]) for t in texts])
     chunks = [texts[i : i + clients] for i in range(0, len(texts), clients)]
     batched = timed(lambda: [encoder.encode_texts(c) for c in chunks])
-    return len(texts) / one, len(texts) / batched
+    settings = Settings()
+    cap = settings.query_batch_max
+    threads = TORCH_THREAD.run(torch.get_num_threads)
+    TORCH_THREAD.run(torch.set_num_threads, settings.query_torch_threads or threads)
+    try:
+        worker = timed(
+            lambda: [encoder.encode_texts(texts[i : i + cap]) for i in range(0, len(texts), cap)]
+        )
+    finally:
+        TORCH_THREAD.run(torch.set_num_threads, threads)
+    return len(texts) / one, len(texts) / batched, len(texts) / worker
 
 
 def _seconds(stamp: Any) -> float:
@@ -234,6 +268,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent mode (0: skip)")
     parser.add_argument("--seconds", type=float, default=20.0, help="concurrent mode's length")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="during the concurrent load: CPU per process, and py-spy samples of the API, "
+        "the query worker and the Milvus Lite server into this folder",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
 
@@ -253,6 +293,8 @@ def main() -> None:
                 "ASSETRAG_DEVICE": "cpu",
                 "ASSETRAG_PRECISION": args.precision,
                 "ASSETRAG_GEMINI_API_KEY": "unused",
+                # the query worker's stage histograms, read around the profiled load
+                **({"ASSETRAG_METRICS_PORT": str(free_port())} if args.profile else {}),
             },
         )
         port = stack.port
@@ -292,7 +334,11 @@ def main() -> None:
                 # the bare rates just before and just after the load, averaged, so that
                 # load from elsewhere on the machine hits both sides alike
                 before = bare_rates(encoder, args.clients)
-                load = concurrent(port, args.clients, args.seconds)
+                if args.profile:
+                    load, profile = profiled(stack, port, args.clients, args.seconds, args.profile)
+                    results[-1]["profile"] = profile
+                else:
+                    load = concurrent(port, args.clients, args.seconds)
                 after = bare_rates(encoder, args.clients)
                 results[-1]["load"] = load
                 results[-1]["bare_rates"] = tuple(
@@ -303,8 +349,6 @@ def main() -> None:
                     f"p50 {load.percentile_ms(0.5):.0f} ms",
                     flush=True,
                 )
-
-        import torch
 
         print()
         print(
@@ -354,6 +398,7 @@ def main() -> None:
         print(f"\nmachine: {describe()}")
         print_truncation(results)
         print_concurrent(results, args.clients, args.seconds)
+        print_profiles(results)
         client.close()
     finally:
         if stack is not None:
@@ -373,6 +418,30 @@ def print_truncation(results: list[dict[str, Any]]) -> None:
         print(f"| {r['size']} | {e50:.1f} | {f50:.1f} | {f50 / e50:.2f} |")
 
 
+def print_profiles(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        profile: ProcessProfile | None = r.get("profile")
+        if profile is None:
+            continue
+        print(f"\n{r['size']} vectors, during the concurrent load: CPU per process")
+        print(profile.table())
+        load: Load = r["load"]
+        if profile.stages and load.latencies_s:
+            client_ms = 1000 * sum(load.latencies_s) / len(load.latencies_s)
+            print(f"\none search's path, mean ms per search (client round trip {client_ms:.1f}):")
+            print("| stage (query worker) | ms |\n|---|---:|")
+            for stage, seconds in sorted(profile.stages.items(), key=lambda kv: -kv[1]):
+                print(f"| {stage} | {seconds * 1000:.1f} |")
+            inside = 1000 * sum(profile.stages.values())
+            outside = client_ms - inside
+            print(f"| outside these stages (API, task queue, long-poll) | {outside:.1f} |")
+            rows = ", ".join(f"{s} {n:.1f}" for s, n in sorted(profile.batch_rows.items()))
+            print(f"\nmean rows per shared call: {rows}")
+        for name in profile.sampled:
+            print()
+            print(profile.hot(name))
+
+
 def print_concurrent(results: list[dict[str, Any]], clients: int, seconds: float) -> None:
     rows = [r for r in results if "load" in r]
     if not rows:
@@ -380,20 +449,23 @@ def print_concurrent(results: list[dict[str, Any]], clients: int, seconds: float
     print()
     print(
         f"{clients} concurrent clients, {seconds:.0f} s each: service searches/s with `wait` "
-        "beside the bare encoder's texts/s (one per call; batches of the client count)"
+        "beside the bare encoder's texts/s (one per call; batches of the client count; as "
+        "the query worker runs it: its torch threads and batch cap)"
     )
     print(
         "| vectors | searches/s | p50 ms | p99 ms | statuses | client CPU | "
-        "bare 1/call texts/s | bare batched texts/s |"
+        "bare 1/call texts/s | bare batched texts/s | bare as the worker runs it | "
+        "service / that |"
     )
-    print("|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         load: Load = r["load"]
-        one, batched = r["bare_rates"]
+        one, batched, worker = r["bare_rates"]
         print(
             f"| {r['size']} | {load.rate(200):.1f} | {load.percentile_ms(0.5):.0f} | "
             f"{load.percentile_ms(0.99):.0f} | {dict(sorted(load.statuses.items()))} "
-            f"(broken {load.failures}) | {load.client_cpu:.2f} | {one:.1f} | {batched:.1f} |"
+            f"(broken {load.failures}) | {load.client_cpu:.2f} | {one:.1f} | {batched:.1f} | "
+            f"{worker:.1f} | {load.rate(200) / worker:.2f} |"
         )
 
 

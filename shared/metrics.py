@@ -26,6 +26,22 @@ BATCH_STAGE = Histogram(
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+# One search job's way through a query worker; the sums over a load, divided by its searches,
+# are the per-search path bench/search_latency.py --profile prints.
+SEARCH_STAGE = Histogram(
+    "assetrag_search_stage_seconds",
+    "Time a search job spent in each stage of a query worker: claim (start and read the "
+    "request), target (which version and model), encode_wait / milvus_wait (queued for a "
+    "shared batch), encode / milvus (the batch's call), record (the result written)",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+QUERY_BATCH_ROWS = Histogram(
+    "assetrag_query_batch_rows",
+    "Rows in one shared call of a query worker: texts encoded, or vectors searched",
+    ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+)
 GEMINI_LATENCY = Histogram(
     "assetrag_gemini_request_seconds",
     "One Gemini generate call, retries included, by outcome",

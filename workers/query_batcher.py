@@ -19,13 +19,15 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
+
+from shared.metrics import QUERY_BATCH_ROWS, SEARCH_STAGE
 
 if TYPE_CHECKING:
     from shared.contract import FilterValue
@@ -70,6 +72,7 @@ class TextCache:
 
 class _Waiting(Protocol):
     future: Future[Any]
+    queued_at: float
 
     @property
     def size(self) -> int: ...
@@ -87,8 +90,9 @@ class _Gatherer(Generic[RequestT]):
     one): a lone query then pays nothing for it, and under load the batch also takes in
     whatever queued up while the previous one was served."""
 
-    def __init__(self, window_s: float, max_batch: int, name: str) -> None:
+    def __init__(self, window_s: float, max_batch: int, name: str, stage: str) -> None:
         self.window_s = window_s
+        self._stage = stage  # "encode" or "milvus": the stage its calls count as
         self.max_batch = max_batch
         self._name = name
         self._queue: queue.Queue[RequestT] = queue.Queue()
@@ -106,6 +110,15 @@ class _Gatherer(Generic[RequestT]):
     def _run(self) -> None:
         while True:
             self._serve(self._gather())
+
+    def _timed(self, requests: Sequence[RequestT], started: float) -> None:
+        """Metrics of one shared call, observed before its callers are answered: how long
+        each request waited for it, how long it took, how many rows it held."""
+        served = time.perf_counter() - started
+        QUERY_BATCH_ROWS.labels(self._stage).observe(sum(r.size for r in requests))
+        for request in requests:
+            SEARCH_STAGE.labels(f"{self._stage}_wait").observe(started - request.queued_at)
+            SEARCH_STAGE.labels(self._stage).observe(served)
 
     def _gather(self) -> list[RequestT]:
         batch = [self._queue.get()]
@@ -129,6 +142,7 @@ class _Gatherer(Generic[RequestT]):
 class _Request:
     texts: list[str]
     future: Future[np.ndarray] = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.perf_counter)
 
     @property
     def size(self) -> int:
@@ -147,7 +161,7 @@ class BatchStats:
 
 class QueryBatcher(_Gatherer[_Request]):
     def __init__(self, encode: Encode, window_s: float, max_batch: int, cache_size: int) -> None:
-        super().__init__(window_s, max_batch, "assetrag-query-batcher")
+        super().__init__(window_s, max_batch, "assetrag-query-batcher", "encode")
         self._encode = encode
         self.cache = TextCache(cache_size)
         self.stats = BatchStats()
@@ -167,12 +181,15 @@ class QueryBatcher(_Gatherer[_Request]):
 
     def _serve(self, batch: list[_Request]) -> None:
         texts = list(dict.fromkeys(text for request in batch for text in request.texts))
+        started = time.perf_counter()
         try:
             vectors = self._encode_capped(texts)
         except Exception as exc:  # every waiting caller gets the encoder's error
+            self._timed(batch, started)
             for request in batch:
                 request.future.set_exception(exc)
             return
+        self._timed(batch, started)
         by_text = dict(zip(texts, vectors, strict=True))
         for text, vector in by_text.items():
             self.cache.put(text, vector)
@@ -253,6 +270,7 @@ class _Search:
     min_score: float | None
     version: int | None
     future: Future[Hits] = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.perf_counter)
 
     @property
     def size(self) -> int:
@@ -272,7 +290,7 @@ class VectorSearches(_Gatherer[_Search]):
     hits its own."""
 
     def __init__(self, window_s: float, max_batch: int) -> None:
-        super().__init__(window_s, max_batch, "assetrag-search-batcher")
+        super().__init__(window_s, max_batch, "assetrag-search-batcher", "milvus")
         self.stats = BatchStats()
 
     def bound(self, scope: TenantVectors) -> Searcher:
@@ -293,6 +311,7 @@ class VectorSearches(_Gatherer[_Search]):
 
     def _search_together(self, requests: list[_Search]) -> None:
         first = requests[0]
+        started = time.perf_counter()
         try:
             hits = first.scope.search(
                 first.name,
@@ -303,9 +322,11 @@ class VectorSearches(_Gatherer[_Search]):
                 first.version,
             )
         except Exception as exc:  # each job handles the store's error as if alone
+            self._timed(requests, started)
             for request in requests:
                 request.future.set_exception(exc)
             return
+        self._timed(requests, started)
         self.stats.calls += 1
         self.stats.texts += len(hits)
         self.stats.largest = max(self.stats.largest, len(hits))

@@ -3,6 +3,8 @@ search, one batched keyword search, and the hybrid queries' two lists fused by r
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from shared.contract import (
@@ -17,6 +19,7 @@ from shared.contract import (
 )
 from shared.errors import CodedError, InputRejected, NotFound
 from shared.jobs.records import START
+from shared.metrics import SEARCH_STAGE
 from shared.milvus.errors import CollectionNotFound, KeywordSearchUnavailable
 from shared.milvus.ranking import FUSION_DEPTH, fuse
 from shared.milvus.records import VectorHit
@@ -130,9 +133,11 @@ def rank(
 
 
 def run_search(ctx: WorkerContext, job_id: str) -> None:
+    started = time.perf_counter()
     if not ctx.jobs.start_work(job_id, START, ctx.name):
         return
     request, tenant = ctx.jobs.submitted(job_id, SearchRequest)
+    SEARCH_STAGE.labels("claim").observe(time.perf_counter() - started)
     try:
         try:
             ranked, errors = search(ctx, request, tenant, fresh=False)
@@ -148,7 +153,9 @@ def run_search(ctx: WorkerContext, job_id: str) -> None:
         for i in range(len(request.queries))
     ]
     progress = Progress(total=len(request.queries), succeeded=len(ranked), failed=len(errors))
+    started = time.perf_counter()
     ctx.jobs.complete(job_id, SearchResult(results=results), progress, errors)
+    SEARCH_STAGE.labels("record").observe(time.perf_counter() - started)
 
 
 def search(
@@ -157,7 +164,9 @@ def search(
     """Every query against one version of the collection, encoded by that version's model
     (whatever a re-index swaps in meanwhile)."""
     scope = ctx.scoped(tenant)
+    started = time.perf_counter()
     target = ctx.target(scope, request.collection, fresh)
+    SEARCH_STAGE.labels("target").observe(time.perf_counter() - started)
     if target.version is None:
         raise CollectionNotFound(scope.physical(request.collection))
     vectors, errors = encode_queries(ctx, request, tenant, target)

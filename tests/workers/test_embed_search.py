@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared import keys
 from shared.contract import JobKind, JobState, SearchResult
@@ -18,6 +19,14 @@ from tests.support.inline import run_embed, run_queued, submit, take
 from workers.context import WorkerContext, build_context
 from workers.embed import embed_batch, plan_embed
 from workers.search import run_search
+
+# The text goes through the shared text batch; all three vectors through one Milvus call.
+SEARCH_STAGES = ("claim", "target", "encode_wait", "encode", "milvus_wait", "milvus", "record")
+
+
+def stage_count(stage: str) -> float:
+    value = REGISTRY.get_sample_value("assetrag_search_stage_seconds_count", {"stage": stage})
+    return value or 0.0
 
 
 @pytest.fixture
@@ -122,7 +131,12 @@ def test_search_text_image_and_asset_queries(ctx: WorkerContext) -> None:
     }
     job_id = submit(ctx, JobKind.search, request)
     [(_, args)] = take(ctx)
+    before = {stage: stage_count(stage) for stage in SEARCH_STAGES}
     run_search(ctx, *args)
+    # the path of one search, as /metrics tells it (bench/search_latency.py --profile)
+    assert {stage: stage_count(stage) - before[stage] for stage in SEARCH_STAGES} == {
+        stage: 1.0 for stage in SEARCH_STAGES
+    }
     done = ctx.jobs.get(job_id)
     assert done is not None and done.state == JobState.completed
     assert isinstance(done.result, SearchResult)
