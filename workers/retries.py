@@ -23,8 +23,11 @@ def with_retries(
 ) -> None:
     """Runs `attempt` again with backoff for ASSETRAG_BATCH_RETRY_S, holding the batch's
     message so the watchdog sees it held; then `give_up` fails the batch's items and the job
-    still ends. Attempts must be idempotent (every batch writes by content-hash id)."""
+    still ends. A coded error that is not an outage (a collection gone, a kit deleted) is an
+    answer, not worth waiting for: it gives up at once. Attempts must be idempotent (every
+    batch writes by content-hash id)."""
     retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(worth_retrying),
         stop=tenacity.stop_after_delay(ctx.settings.batch_retry_s),
         wait=tenacity.wait_exponential(multiplier=1, max=15),
         before_sleep=lambda state: log.warning(
@@ -40,8 +43,14 @@ def with_retries(
         retrying(attempt)
     except Exception as exc:
         log.exception("job %s batch %s failed for good", job_id, batch_id)
-        # A part that stayed down says so (blob_store_unavailable, ...); anything else is ours.
-        if isinstance(exc, Unavailable):
+        # A part that stayed down says so (blob_store_unavailable, ...), as does any other coded
+        # error (collection_not_found, ...); anything else is ours.
+        if isinstance(exc, CodedError):
             give_up(exc)
         else:
             give_up(CodedError(ErrorCode.internal_error, f"{type(exc).__name__}: {exc}"))
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """An outage (Unavailable) or an unexpected error may pass; another coded error will not."""
+    return isinstance(exc, Unavailable) or not isinstance(exc, CodedError)

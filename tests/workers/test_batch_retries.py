@@ -12,7 +12,7 @@ import pytest
 
 from shared import tasks
 from shared.contract import DuplicatesResult, JobKind, JobState
-from shared.milvus.errors import VectorStoreUnavailable
+from shared.milvus.errors import CollectionNotFound, VectorStoreUnavailable
 from shared.settings import Settings
 from tests.support.images import write_images
 from tests.support.inline import run_embed, submit, take
@@ -87,3 +87,20 @@ def test_a_duplicates_batch_whose_milvus_stays_down_fails_the_job_with_its_code(
     job = ctx.jobs.get(job_id)
     assert job is not None and job.state == JobState.failed
     assert job.error is not None and job.error.code == "vector_store_unavailable"
+
+
+def test_a_coded_error_that_is_no_outage_fails_at_once(ctx: WorkerContext, library: Path) -> None:
+    """A collection dropped mid-job is an answer: no retries, the job fails with its code."""
+    job_id, batches = plan_duplicates(ctx, library)
+    calls: list[int] = []
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise CollectionNotFound("dupes")
+
+    ctx.vectors.neighbours = gone  # type: ignore[method-assign]
+    run_guarded(ctx, tasks.DUPLICATES_BATCH, *batches[0])
+    job = ctx.jobs.get(job_id)
+    assert len(calls) == 1
+    assert job is not None and job.state == JobState.failed
+    assert job.error is not None and job.error.code == "collection_not_found"
