@@ -86,7 +86,7 @@ def probe_tokens(model: CLIP, rows: int, end: int) -> torch.Tensor:
     """Rows of made-up token ids with the end-of-text (the highest id) at `end` or before."""
     generator = torch.Generator().manual_seed(rows * 100 + end)
     vocab = model.token_embedding.num_embeddings
-    tokens = torch.zeros(rows, model.context_length, dtype=torch.long)
+    tokens = torch.zeros(rows, model.context_length, dtype=torch.int32)  # as clip.tokenize
     for row in range(rows):
         stop = max(1, end - row)
         tokens[row, :stop] = torch.randint(1, vocab - 1, (stop,), generator=generator)
