@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Celery, signals
@@ -23,6 +23,9 @@ from shared.settings import Settings, get_settings
 from shared.tasks import DUPLICATES_BATCH, EMBED_BATCH, REINDEX_BATCH, make_celery
 from workers.background import Duties
 from workers.context import worker_context
+
+if TYPE_CHECKING:
+    from workers.text_process import TextProcess
 
 log = logging.getLogger("assetrag.worker")
 # Queues whose tasks run CLIP. A generate worker waits on Gemini and loads no model: reference
@@ -43,6 +46,7 @@ def create_app() -> Celery:
 
 app = create_app()
 _duties: list[Duties] = []
+_text_processes: list[TextProcess] = []
 
 
 def consuming(consumer: Any) -> bool:
@@ -78,7 +82,10 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     ctx.name = sender.hostname
     if MODEL_QUEUES & set(queues):
         limit_torch_threads(ctx.settings, queues)
-        _load_model_or_exit(ctx)
+        texts = text_process_for(ctx.settings, queues)
+        _load_model_or_exit(ctx)  # meanwhile the child loads the model too
+        if texts is not None:
+            _load_texts_or_exit(ctx, texts)
     heartbeat = WorkerHeartbeat(ctx.redis)
     heartbeat.beat(sender.hostname, queues, held_tags())
     duties = Duties(app, ctx)
@@ -100,6 +107,42 @@ def limit_torch_threads(settings: Settings, queues: list[str]) -> int | None:
 
     TORCH_THREAD.run(torch.set_num_threads, threads)
     return threads
+
+
+def text_process_for(settings: Settings, queues: list[str]) -> TextProcess | None:
+    """A started child process for text queries (workers/text_process.py), in a worker that
+    serves queries but not embeds, unless ASSETRAG_QUERY_TEXT_PROCESS is off."""
+    if "query" not in queues or "embed" in queues or not settings.query_text_process:
+        return None
+    from workers.text_process import TextProcess
+
+    process = TextProcess(settings, settings.query_torch_threads)
+    process.start(settings.clip_model)
+    _text_processes.append(process)
+    return process
+
+
+def _load_texts_or_exit(ctx: Any, process: TextProcess) -> None:
+    """Waits for the child's model, then sends text queries there; a child that cannot load
+    it fails the worker's start as the worker's own load would."""
+    try:
+        loaded = process.load(ctx.settings.clip_model)
+    except Exception:
+        log.critical("the text encoder process cannot load its model; exiting", exc_info=True)
+        logging.shutdown()
+        os._exit(1)
+    ctx.encode_texts_in(process)
+    log.info(
+        "texts are encoded in process %s: model %s on %s (%s; text tower: %s; %d torch "
+        "threads), loaded in %.1fs",
+        process.pid,
+        loaded.model_id,
+        loaded.device,
+        loaded.precision,
+        loaded.text_tower,
+        loaded.torch_threads,
+        loaded.seconds,
+    )
 
 
 def _load_model_or_exit(ctx: Any) -> None:
@@ -193,3 +236,5 @@ def _beater(consumer: Any, heartbeat: WorkerHeartbeat, queues: list[str]) -> Cal
 def _stop_background(sender: Any = None, **_: Any) -> None:
     for duties in _duties:
         duties.stop()
+    for process in _text_processes:
+        process.close()

@@ -28,6 +28,7 @@ from workers.query_batcher import QueryBatcher, QueryBatchers, Searcher
 if TYPE_CHECKING:
     from shared.clip.families import Encoder
     from shared.gemini import GeminiBatches, GeminiGenerator
+    from workers.text_process import TextProcess
 
 T = TypeVar("T")
 log = logging.getLogger("assetrag.worker")
@@ -47,6 +48,7 @@ class WorkerContext(Services):
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _encoders: EncoderCache | None = None
     _batchers: QueryBatchers | None = None
+    _text_process: TextProcess | None = None
     _generator: GeminiGenerator | None = None
     _batches: GeminiBatches | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -68,12 +70,23 @@ class WorkerContext(Services):
         """`scope`'s vector searches, made together with other threads' (query_batcher)."""
         return self._query_batchers().searches.bound(scope)
 
+    def encode_texts_in(self, process: TextProcess) -> None:
+        """Text queries from now on go to `process` (a query worker's child) instead of this
+        process's encoders; images stay here."""
+        with self._lock:
+            self._text_process = process
+            self._batchers = None
+
     def _query_batchers(self) -> QueryBatchers:
         with self._lock:
             if self._batchers is None:
-                self._batchers = QueryBatchers.from_settings(
-                    self.settings, lambda m, texts: self.encoder(m).encode_texts(texts)
+                process = self._text_process
+                encode_with = (
+                    process.encode_texts
+                    if process is not None
+                    else lambda m, texts: self.encoder(m).encode_texts(texts)
                 )
+                self._batchers = QueryBatchers.from_settings(self.settings, encode_with)
             return self._batchers
 
     def _load_encoder(self, model: str) -> Encoder:

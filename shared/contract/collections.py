@@ -73,7 +73,6 @@ class Asset(BaseModel):
 # ── re-indexing ─────────────────────────────────────────────────────────────────────────────
 
 
-
 class ReindexRequest(Strict):
     model: ModelName
     drop_previous: bool = Field(

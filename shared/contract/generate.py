@@ -184,9 +184,7 @@ class GenerateRequest(Strict):
     webhook: Webhook | SkipJsonSchema[None] = None
     _no_null_webhook = field_validator("webhook", mode="before")(not_null)
 
-    _no_nulls = field_validator("prompt", "items", "aspect_ratios", "kit", mode="before")(
-        not_null
-    )
+    _no_nulls = field_validator("prompt", "items", "aspect_ratios", "kit", mode="before")(not_null)
     _listed = field_validator("references", mode="after")(_one_list)
     _unique_ratios = field_validator("aspect_ratios", mode="after")(_unique)
 
