@@ -83,7 +83,7 @@ def http_load(
 
         run = uvloop.run
     except ImportError:
-        run = asyncio.run
+        run = asyncio.run  # type: ignore[assignment]
     seen = Load()
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()

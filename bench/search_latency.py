@@ -48,7 +48,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Load, describe, http_load  # noqa: E402
-from bench.cpu_profile import ProcessProfile, cpu_seconds, stage_means, stage_totals  # noqa: E402
+from bench.cpu_profile import (  # noqa: E402
+    ProcessProfile,
+    Stages,
+    cpu_seconds,
+    spawned_children,
+    stage_means,
+    stage_totals,
+)
 from cli.stack import Stack, free_port, metrics_ports  # noqa: E402
 from shared.clip.encoder import ClipEncoder  # noqa: E402
 from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
@@ -81,6 +88,9 @@ WORDS = (
     "neon",
     "jacket",
 )
+
+
+STAGES = "assetrag_search_stage_seconds"  # the query worker's stage histogram
 
 
 def queries(n: int, seed: int) -> list[str]:
@@ -200,22 +210,34 @@ def profiled(
     """The concurrent load, with every stack process's CPU and py-spy on the busy ones."""
     pids = {name: proc.pid for name, proc in stack.procs.items()}
     pids["bench (clients)"] = os.getpid()
-    spied = {n: pids[n] for n in ("api", "worker-query", "milvus") if n in pids}
+    if "worker-query" in pids:
+        for child in spawned_children(pids["worker-query"]):
+            pids["worker-query text encoder"] = child  # ASSETRAG_QUERY_TEXT_PROCESS
+    spied: dict[str, int] = {
+        n: pids[n]
+        for n in ("api", "worker-query", "worker-query text encoder", "milvus")
+        if n in pids
+    }
     metrics = f"http://127.0.0.1:{metrics_ports(stack.commands)['worker-query']}/metrics"
-    before = stage_totals(metrics, "assetrag_search_stage_seconds")
+    before = stage_totals(metrics, STAGES)
     rows_before = stage_totals(metrics, "assetrag_query_batch_rows")
     with ProcessProfile(pids, seconds, out, py_spy=spied) as profile:
         load = concurrent(port, clients, seconds)
-    after = stage_totals(metrics, "assetrag_search_stage_seconds")
     rows_after = stage_totals(metrics, "assetrag_query_batch_rows")
-    jobs = after.get("claim", (0.0, 0.0))[1] - before.get("claim", (0.0, 0.0))[1]
-    profile.stages = stage_means(before, after, jobs)
+    profile.stages = stages_since(metrics, before)
     profile.batch_rows = {
         stage: (rows - rows_before.get(stage, (0.0, 0.0))[0])
         / max(1.0, calls - rows_before.get(stage, (0.0, 0.0))[1])
         for stage, (rows, calls) in rows_after.items()
     }
     return load, profile
+
+
+def stages_since(metrics: str, before: Stages) -> dict[str, float]:
+    """Mean seconds per search in each query-worker stage since the `before` reading."""
+    after = stage_totals(metrics, STAGES)
+    jobs = after.get("claim", (0.0, 0.0))[1] - before.get("claim", (0.0, 0.0))[1]
+    return stage_means(before, after, jobs)
 
 
 def bare_rates(encoder: ClipEncoder, clients: int, rounds: int = 3) -> tuple[float, float, float]:
@@ -305,7 +327,7 @@ def main() -> None:
         store.ensure_collection(COLLECTION, dim, str(ckpt))  # model id = ASSETRAG_CLIP_MODEL
         rng = np.random.default_rng(7)
         loaded = 0
-        results = []
+        results: list[dict[str, Any]] = []
         for size in sizes:
             load_s = fill(store, rng, loaded, size, dim, args.chunk)
             loaded = size
@@ -318,7 +340,14 @@ def main() -> None:
                 flush=True,
             )
             first = warm(client, encoder, store)
+            metrics = (
+                f"http://127.0.0.1:{metrics_ports(stack.commands)['worker-query']}/metrics"
+                if args.profile
+                else None
+            )
+            before_stages = stage_totals(metrics, STAGES) if metrics else {}
             samples = measure(client, encoder, store, args.queries, seed=size)
+            alone = stages_since(metrics, before_stages) if metrics else {}
             results.append(
                 {
                     "size": size,
@@ -326,6 +355,7 @@ def main() -> None:
                     "first": first,
                     "samples": samples,
                     "settle_s": settle_s,
+                    "alone": alone,
                 }
             )
             a50, a99 = pct(samples["api"])
@@ -398,6 +428,7 @@ def main() -> None:
         print(f"\nmachine: {describe()}")
         print_truncation(results)
         print_concurrent(results, args.clients, args.seconds)
+        print_alone(results)
         print_profiles(results)
         client.close()
     finally:
@@ -416,6 +447,19 @@ def print_truncation(results: list[dict[str, Any]]) -> None:
     for r in results:
         e50, f50 = pct(r["samples"]["encode"])[0], pct(r["samples"]["encode_full"])[0]
         print(f"| {r['size']} | {e50:.1f} | {f50:.1f} | {f50 / e50:.2f} |")
+
+
+def print_alone(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        if not r.get("alone"):
+            continue
+        api_ms = 1000 * sum(r["samples"]["api"]) / len(r["samples"]["api"])
+        print(f"\n{r['size']} vectors, one search at a time: mean ms per search (API {api_ms:.1f})")
+        print("| stage (query worker) | ms |\n|---|---:|")
+        for stage, seconds in sorted(r["alone"].items(), key=lambda kv: -kv[1]):
+            print(f"| {stage} | {seconds * 1000:.1f} |")
+        outside = api_ms - 1000 * sum(r["alone"].values())
+        print(f"| outside these stages (API, task queue, long-poll) | {outside:.1f} |")
 
 
 def print_profiles(results: list[dict[str, Any]]) -> None:
