@@ -10,7 +10,6 @@ import fnmatch
 import ipaddress
 import json
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import redis
 
 from shared import keys
 from shared.blobs import BlobExpiry, BlobNotFound, BlobStore, upload_key
-from shared.contract import ErrorCode, Upload, valid_token
+from shared.contract import ErrorCode, Upload, new_token, valid_token
 from shared.errors import InputRejected
 
 MAX_REDIRECTS = 5
@@ -90,7 +89,7 @@ class UploadRegistry:
 
 
 def new_upload_id() -> str:
-    return secrets.token_urlsafe(18)
+    return new_token()
 
 
 def resolve_library_path(raw: str, roots: list[Path]) -> Path:

@@ -52,6 +52,7 @@ from shared.contract.common import (
     Text,
     UploadId,
     Webhook,
+    new_token,
     valid_collection_name,
     valid_token,
 )
@@ -186,6 +187,7 @@ __all__ = [
     "Text",
     "UploadId",
     "Webhook",
+    "new_token",
     "valid_collection_name",
     "valid_token",
     # jobs

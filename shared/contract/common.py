@@ -6,6 +6,7 @@ share. It imports nothing else from the contract.
 from __future__ import annotations
 
 import re
+import secrets
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -18,11 +19,20 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 COLLECTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*$")
 COLLECTION_NAME_MAX = 64
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-# Job and upload ids: token_urlsafe(18); checked before they become Redis keys.
+# Job and upload ids: new_token(); checked before they become Redis keys.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # Filter keys become part of a Milvus expression, so only plain identifiers are allowed.
 FILTER_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TENANT_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+def new_token() -> str:
+    """A job or upload id: 24 URL-safe characters that never begin with "-", which a shell
+    command such as `assetrag jobs <id>` would take for an option (one id in 64 did)."""
+    while (token := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return token
+
 
 CollectionName = Annotated[
     str,

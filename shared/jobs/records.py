@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared import keys
-from shared.contract import ErrorInfo, Job, JobKind, JobState, JobSummary, Progress
+from shared.contract import ErrorInfo, Job, JobKind, JobState, JobSummary, Progress, new_token
 from shared.errors import CodedError
 from shared.tasks import QueuedTask
 
@@ -53,7 +52,7 @@ ANY_TENANT = AnyTenant()
 
 
 def new_job_id() -> str:
-    return secrets.token_urlsafe(18)
+    return new_token()
 
 
 def body_hash(request: dict[str, Any]) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
+
+import pytest
 
 from shared.contract import (
     EmbedResult,
@@ -13,7 +16,9 @@ from shared.contract import (
     JobState,
     SearchResult,
     asset_content_url,
+    new_token,
     thumbnail_url,
+    valid_token,
 )
 
 
@@ -57,3 +62,15 @@ def test_a_job_result_is_read_back_as_its_kinds_shape() -> None:
         assert job.model_dump(mode="json")["result"] == shape.model_validate(result).model_dump(
             mode="json"
         )
+
+
+def test_a_new_token_never_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `assetrag jobs -x…` reads as an option: one id in 64 used to break the CLI.
+    drawn = iter(["-leading-dash-0000000000", "plain-id-000000000000000"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
+    assert new_token() == "plain-id-000000000000000"
+
+
+def test_new_tokens_are_valid_tokens() -> None:
+    tokens = [new_token() for _ in range(2000)]
+    assert all(valid_token(t) and not t.startswith("-") for t in tokens)
