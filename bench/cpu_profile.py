@@ -32,22 +32,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def spawned_children(pid: int) -> list[int]:
-    """The multiprocessing children a process spawned (a query worker's text encoder), not
-    its resource tracker."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue  # gone meanwhile
-            joined = b" ".join(argv)
-            if b"multiprocessing" in joined and b"resource_tracker" not in joined:
-                out.append(int(child))
-    return out
-
-
 def py_spy_path() -> str | None:
     here = Path(sys.executable).parent / "py-spy"
     return str(here) if here.exists() else shutil.which("py-spy")

@@ -52,7 +52,6 @@ from bench.cpu_profile import (  # noqa: E402
     ProcessProfile,
     Stages,
     cpu_seconds,
-    spawned_children,
     stage_means,
     stage_totals,
 )
@@ -62,6 +61,7 @@ from shared.clip.torch_thread import TORCH_THREAD  # noqa: E402
 from shared.milvus.gateway import VectorStore  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.support.clip_checkpoint import build_tiny_checkpoint, build_vit_b32_checkpoint  # noqa: E402
+from tests.support.processes import spawned_children  # noqa: E402
 from tests.support.vectors import records, unit_vectors  # noqa: E402
 
 COLLECTION = "bench_search"

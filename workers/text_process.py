@@ -104,7 +104,13 @@ class TextProcess:
             self._proc, self._conn = None, None
 
     def _ensure(self, model: str | None = None) -> Connection:
-        if self._proc is None or not self._proc.is_alive() or self._conn is None:
+        if self._proc is not None and not self._proc.is_alive():
+            # killed between calls (the OOM killer, an operator): say so, as a death mid-call does
+            log.warning(
+                "the text encoder process died (exit code %s); starting another",
+                self._reap(),
+            )
+        if self._proc is None or self._conn is None:
             here, there = _SPAWN.Pipe()
             proc = _SPAWN.Process(
                 target=serve,

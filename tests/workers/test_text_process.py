@@ -20,6 +20,7 @@ import torch
 from shared.clip.encoder import ClipEncoder
 from shared.clip.torch_thread import TORCH_THREAD
 from shared.settings import Settings
+from tests.support.processes import alive
 from tests.support.waiting import wait_for
 from workers import celery_app
 from workers.celery_app import text_process_for
@@ -95,15 +96,19 @@ def test_the_childs_error_reaches_the_caller_and_it_keeps_serving(
     assert process.pid == pid
 
 
+@pytest.mark.parametrize("between_calls", [False, True], ids=["racing-the-call", "between-calls"])
 def test_a_killed_child_is_replaced_and_the_call_still_answers(
     process: TextProcess,
     module_settings: Settings,
     tiny_clip: Path,
     caplog: pytest.LogCaptureFixture,
+    between_calls: bool,
 ) -> None:
     before = process.pid
     assert before is not None
     os.kill(before, signal.SIGKILL)
+    if between_calls:  # found dead before the call is sent, not by a broken pipe
+        wait_for(lambda: not alive(before), 10, "the killed child to be gone")
     with caplog.at_level(logging.WARNING, "assetrag.worker"):
         got = process.encode_texts(str(tiny_clip), TEXTS)
     assert np.array_equal(got, in_process(str(tiny_clip), module_settings, TEXTS))
@@ -119,15 +124,6 @@ def test_query_batchers_send_texts_to_the_child(
     vectors = ctx.texts().encode(TEXTS[:2])
     assert np.array_equal(vectors, in_process(settings.clip_model, module_settings, TEXTS[:2]))
     assert ctx._encoders is None  # no model was loaded in this process for the texts
-
-
-def child_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_the_child_ends_with_a_worker_killed_outright(tiny_clip: Path, tmp_path: Path) -> None:
@@ -149,7 +145,7 @@ def test_the_child_ends_with_a_worker_killed_outright(tiny_clip: Path, tmp_path:
     )
     assert out.returncode == 0, out.stderr
     child = int(out.stdout.split()[-1])
-    wait_for(lambda: not child_alive(child), 30, "the child to see its pipe close and exit")
+    wait_for(lambda: not alive(child), 30, "the child to see its pipe close and exit")
 
 
 def test_only_a_worker_serving_queries_but_not_embeds_gets_a_child(
