@@ -58,6 +58,10 @@ class LoadedModel:
     seconds: float
 
 
+# One message for a child found dead mid-call or between calls: operators grep for it.
+DIED = "the text encoder process died (exit code %s); starting another"
+
+
 class TextProcessDied(RuntimeError):
     """The child died twice in a row on one call (its exit code says how)."""
 
@@ -106,10 +110,7 @@ class TextProcess:
     def _ensure(self, model: str | None = None) -> Connection:
         if self._proc is not None and not self._proc.is_alive():
             # killed between calls (the OOM killer, an operator): say so, as a death mid-call does
-            log.warning(
-                "the text encoder process died (exit code %s); starting another",
-                self._reap(),
-            )
+            log.warning(DIED, self._reap())
         if self._proc is None or self._conn is None:
             here, there = _SPAWN.Pipe()
             proc = _SPAWN.Process(
@@ -137,10 +138,7 @@ class TextProcess:
                         raise TextProcessDied(
                             f"the text encoder process died twice (exit code {exit_code})"
                         ) from exc
-                    log.warning(
-                        "the text encoder process died (exit code %s); starting another",
-                        exit_code,
-                    )
+                    log.warning(DIED, exit_code)
                     continue
                 if status == "error":
                     raise payload
