@@ -90,10 +90,13 @@ class Settings(BaseSettings):
     # one thread served 135 searches/s against 110 with two, at the same single-search
     # latency (docs/speed.md). With cores to spare, run more query workers.
     query_torch_threads: int = Field(default=1, ge=0, le=256)
-    # A worker that serves queries but not embeds encodes its texts in a child process of
-    # its own, out of reach of its threads' GIL (workers/text_process.py): on 2 cores under
-    # 20 clients a batch of 8 texts took 407 ms in the worker against 219 ms bare.
-    query_text_process: bool = True
+    # A worker that serves queries but not embeds may encode its texts in a child process of
+    # its own, out of reach of its threads' GIL (workers/text_process.py). Off by default:
+    # on three 2-core machines with AVX-512 BF16, 20 clients got 131-158 searches/s with it
+    # and 139-161 without, within run-to-run noise, for a second copy of the model and one
+    # more process on the cores (docs/speed.md). It was built for a Zen 3 in fp32, where
+    # a batch of 8 texts took 407 ms in the worker against 219 ms bare; try it there.
+    query_text_process: bool = False
     library_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # /mcp's DNS-rebinding guard (the MCP SDK's transport security) lets localhost through;

@@ -214,6 +214,9 @@ def stack(
     }
     if request.param == "milvus":
         env["ASSETRAG_MILVUS_URI"] = request.getfixturevalue("milvus_server").uri
+        # texts encoded in the query worker's child here, in process (the default) on Lite:
+        # every integration test runs through both paths
+        env["ASSETRAG_QUERY_TEXT_PROCESS"] = "true"
     port = free_port()
     logs = OUTPUT / "stack-logs" / request.param
     shutil.rmtree(logs, ignore_errors=True)  # a failed test's report reads this run's logs

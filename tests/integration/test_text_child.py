@@ -29,11 +29,16 @@ def text_search(stack: RunningStack, text: str) -> list[dict[str, object]]:
     return hits
 
 
+def test_the_query_worker_has_a_child_only_where_it_is_turned_on(stack: RunningStack) -> None:
+    children = spawned_children(stack.stack.procs["worker-query"].pid)
+    assert len(children) == (1 if stack.stack.env.get("ASSETRAG_QUERY_TEXT_PROCESS") else 0)
+
+
 def test_a_killed_text_encoder_child_is_replaced(stack: RunningStack) -> None:
     worker = stack.stack.procs["worker-query"].pid
     children = spawned_children(worker)
     if not children:
-        pytest.skip("this stack's query worker encodes texts in process")
+        pytest.skip("this stack's query worker encodes texts in process (the default)")
     assert stack.stack.log_dir is not None
     log = stack.stack.log_dir / "worker-query.log"
     assert f"texts are encoded in process {children[0]}" in log.read_text()

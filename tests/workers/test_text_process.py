@@ -151,12 +151,12 @@ def test_the_child_ends_with_a_worker_killed_outright(tiny_clip: Path, tmp_path:
 def test_only_a_worker_serving_queries_but_not_embeds_gets_a_child(
     module_settings: Settings,
 ) -> None:
-    assert text_process_for(module_settings, ["embed", "query"]) is None
-    assert text_process_for(module_settings, ["embed"]) is None
-    assert text_process_for(module_settings, ["default"]) is None
-    off = module_settings.model_copy(update={"query_text_process": False})
-    assert text_process_for(off, ["query"]) is None
-    process = text_process_for(module_settings, ["query"])
+    assert text_process_for(module_settings, ["query"]) is None  # off by default
+    on = module_settings.model_copy(update={"query_text_process": True})
+    assert text_process_for(on, ["embed", "query"]) is None
+    assert text_process_for(on, ["embed"]) is None
+    assert text_process_for(on, ["default"]) is None
+    process = text_process_for(on, ["query"])
     assert process is not None
     try:
         assert process.load(module_settings.clip_model).torch_threads == 1  # the query setting
