@@ -31,7 +31,7 @@ def text_search(stack: RunningStack, text: str) -> list[dict[str, object]]:
 
 def test_the_query_worker_has_a_child_only_where_it_is_turned_on(stack: RunningStack) -> None:
     children = spawned_children(stack.stack.procs["worker-query"].pid)
-    assert len(children) == (1 if stack.stack.env.get("ASSETRAG_QUERY_TEXT_PROCESS") else 0)
+    assert len(children) == (1 if stack.stack.settings().query_text_process else 0)
 
 
 def test_a_killed_text_encoder_child_is_replaced(stack: RunningStack) -> None:
